@@ -1,0 +1,27 @@
+"""Test fixtures: `device` runs a test on cpu always and on cuda when a GPU is present (skipped with the
+reason printed otherwise). TINYLAZY_TEST_DEVICE=cuda (or cpu) restricts the run to that device."""
+import os
+
+import pytest
+
+import tinylazy as tl
+
+
+def _devices():
+    only = os.environ.get("TINYLAZY_TEST_DEVICE")
+    return [only] if only else ["cpu", "cuda"]
+
+
+@pytest.fixture(params=_devices())
+def device(request):
+    if request.param.startswith("cuda") and not tl.cuda.is_available():
+        pytest.skip("cuda: no GPU or no CuPy on this machine")
+    return request.param
+
+
+@pytest.fixture(autouse=True)
+def _seed_and_restore():
+    """Every test starts from seed 0 and the default dtype float32, and leaves them so."""
+    tl.manual_seed(0)
+    yield
+    tl.set_default_dtype(tl.float32)

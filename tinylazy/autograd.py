@@ -1,0 +1,352 @@
+"""Reverse-mode automatic differentiation.
+
+An op is a `Function` subclass with `forward` and `backward` side by side, both on raw NumPy/CuPy/meta
+arrays. `Function.apply(*args)` unwraps tensors, runs `forward`, wraps the result, and -- when grad mode is
+on and some input requires grad -- records the call as a node of the graph (the Function instance is the
+node *and* the context that backward reads its saved arrays from).
+
+`backward` walks the graph iteratively (an explicit stack, so a 100,000-op chain works), in reverse
+topological order, summing the gradients that reach each node before calling its backward once.
+"""
+import numpy as np
+
+from . import backend
+
+Tensor = None          # set by tensor.py: the engine wraps results in this class
+
+# --- grad mode -------------------------------------------------------------------------------------
+_grad_enabled = True
+
+
+def is_grad_enabled():
+    return _grad_enabled
+
+
+class set_grad_enabled:
+    """Context manager (and decorator) that turns graph recording on or off."""
+
+    def __init__(self, mode=True):
+        global _grad_enabled
+        self.prev, self.mode = _grad_enabled, bool(mode)
+        _grad_enabled = self.mode        # as in PyTorch, it also works as a plain function call
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        global _grad_enabled
+        _grad_enabled = self.prev
+        return False
+
+
+class _GradMode:
+    mode = True
+
+    def __enter__(self):
+        global _grad_enabled
+        self.prev, _grad_enabled = _grad_enabled, self.mode
+        return self
+
+    def __exit__(self, *exc):
+        global _grad_enabled
+        _grad_enabled = self.prev
+        return False
+
+    def __call__(self, fn):              # used as a decorator
+        import functools
+
+        @functools.wraps(fn)
+        def wrapper(*args, **kwargs):
+            with type(self)():
+                return fn(*args, **kwargs)
+        return wrapper
+
+
+class no_grad(_GradMode):
+    """`with tl.no_grad():` -- ops inside record no graph (and in-place updates of parameters are allowed)."""
+    mode = False
+
+
+class enable_grad(_GradMode):
+    """`with tl.enable_grad():` -- turn recording back on inside a no_grad block."""
+    mode = True
+
+
+# --- Function --------------------------------------------------------------------------------------
+class Function:
+    """Base class of every differentiable op.
+
+    Subclasses define ``forward(self, *arrays, **kw) -> array (or tuple of arrays)`` and
+    ``backward(self, *grads) -> one gradient per positional argument of forward`` (None where an argument
+    needs none). They may be written PyTorch's way instead, as ``@staticmethod``s taking ``ctx`` first:
+    the engine calls ``cls.forward(ctx, ...)``, which fits both spellings.
+
+    ``fresh_grads = True`` promises that backward returns newly allocated arrays (never the incoming
+    gradient itself, never one array twice); the engine may then keep them as ``.grad`` without a copy.
+    """
+    fresh_grads = False
+    differentiable = True      # False: results never require grad (comparisons, argmax, ...)
+
+    # PyTorch's ctx helpers, for custom Functions written in its style
+    def save_for_backward(self, *arrays):
+        self.saved_tensors = arrays
+
+    def mark_non_differentiable(self, *outputs):
+        pass
+
+    @classmethod
+    def apply(cls, *args, **kwargs):
+        ctx = cls.__new__(cls)
+        raw, edges, needs = [], [], []
+        data_type = None
+        for i, a in enumerate(args):
+            if isinstance(a, Tensor):
+                d = a.data
+                if data_type is None:
+                    data_type, first = type(d), a
+                elif type(d) is not data_type or (data_type is not np.ndarray and a.device != first.device):
+                    raise RuntimeError(f"{cls.__name__}: expected all tensors on the same device, "
+                                       f"got {first.device} and {a.device}")
+                raw.append(d)
+                rg = a.requires_grad
+                needs.append(rg)
+                if rg:
+                    edges.append((i, a))
+            else:
+                raw.append(a)
+                needs.append(False)
+        record = _grad_enabled and bool(edges) and cls.differentiable
+        ctx.needs_input_grad = tuple(needs) if record else (False,) * len(needs)
+        out = cls.forward(ctx, *raw, **kwargs)
+        if type(out) is tuple:
+            outs = tuple(_wrap(o, record) for o in out)
+            if record:
+                ctx._edges, ctx._nout = edges, len(outs)
+                ctx._out_meta = [(o.shape, o.dtype) for o in out]
+                for k, t in enumerate(outs):
+                    t.grad_fn, t._out_index = ctx, k
+            return outs
+        result = _wrap(out, record)
+        if record:
+            ctx._edges, ctx._nout = edges, 1
+            result.grad_fn = ctx
+        return result
+
+    def forward(self, *args, **kwargs):
+        raise NotImplementedError(f"{type(self).__name__} defines no forward")
+
+    def backward(self, *grads):
+        raise NotImplementedError(f"{type(self).__name__} defines no backward")
+
+    def _release(self):
+        """Drop what forward saved (the graph is being freed); keep the edges to report a second backward."""
+        d = self.__dict__
+        edges, nout = d.get("_edges", ()), d.get("_nout", 1)
+        d.clear()
+        self._edges, self._nout, self._freed = edges, nout, True
+
+
+def _wrap(out, requires_grad):
+    if type(out) is not np.ndarray and isinstance(out, (np.generic, float, int, bool)):
+        out = np.asarray(out)
+    t = Tensor.__new__(Tensor)
+    t.data, t.grad, t.requires_grad, t.grad_fn, t._out_index, t._retains_grad = out, None, requires_grad, None, 0, False
+    return t
+
+
+# --- helpers used by many ops ----------------------------------------------------------------------
+def unbroadcast(grad, shape):
+    """Sum `grad` back to `shape`: undo NumPy broadcasting (leading dims added, size-1 dims stretched)."""
+    if grad.shape == shape:
+        return grad
+    extra = grad.ndim - len(shape)
+    axes = tuple(range(extra)) + tuple(extra + i for i, n in enumerate(shape) if n == 1 and grad.shape[extra + i] != 1)
+    g = grad.sum(axis=axes, keepdims=True) if axes else grad
+    return g.reshape(shape)
+
+
+# --- the backward pass -----------------------------------------------------------------------------
+def _topological_order(root):
+    """Nodes reachable from `root`, each after every node that consumes its outputs (iterative DFS)."""
+    order, visited = [], set()
+    stack = [(root, False)]
+    while stack:
+        node, done = stack.pop()
+        if done:
+            order.append(node)
+            continue
+        if node in visited:
+            continue
+        visited.add(node)
+        stack.append((node, True))
+        for _, t in node._edges:
+            fn = t.grad_fn
+            if fn is not None and fn not in visited:
+                stack.append((fn, False))
+    order.reverse()
+    return order
+
+
+def backward(tensor, gradient=None, retain_graph=False):
+    """Accumulate d(tensor)/d(leaf) * gradient into `.grad` of every leaf that requires grad."""
+    if not tensor.requires_grad:
+        raise RuntimeError("backward: this tensor does not require grad and has no grad_fn "
+                           "(no input of the computation had requires_grad=True, or it ran under no_grad)")
+    data = tensor.data
+    if gradient is None:
+        if data.size != 1:
+            raise RuntimeError(f"backward: grad can be implicitly created only for scalar outputs; this tensor has "
+                               f"shape {tuple(data.shape)}: pass gradient= (a tensor of that shape)")
+        grad = backend.xp_of(data).ones_like(data)
+    else:
+        grad = gradient.data if isinstance(gradient, Tensor) else backend.xp_of(data).asarray(gradient)
+        if tuple(grad.shape) != tuple(data.shape):
+            raise RuntimeError(f"backward: gradient has shape {tuple(grad.shape)} but the tensor has shape "
+                               f"{tuple(data.shape)}")
+        if grad.dtype != data.dtype:
+            grad = grad.astype(data.dtype)
+    root = tensor.grad_fn
+    if root is None:                      # a leaf: its gradient is `grad` itself
+        _accumulate_leaf(tensor, grad, fresh=False)
+        return
+    pending = {root: _seed(root, tensor._out_index, grad)}
+    for node in _topological_order(root):
+        grads = pending.pop(node, None)
+        if grads is None:                 # reachable only through outputs that got no gradient
+            continue
+        if node.__dict__.get("_freed"):
+            raise RuntimeError(f"backward: trying to backward through the graph a second time ({type(node).__name__} "
+                               "already freed its saved arrays); call the first backward with retain_graph=True")
+        retained = node.__dict__.get("_retained")
+        if node._nout == 1:
+            if retained:
+                _set_retained(retained[0][1], grads)
+            in_grads = type(node).backward(node, grads)
+        else:
+            xp = backend.xp_of(next(g for g in grads if g is not None))
+            grads = [g if g is not None else xp.zeros(*node._out_meta[k]) for k, g in enumerate(grads)]
+            for k, t in retained or ():
+                _set_retained(t, grads[k])
+            in_grads = type(node).backward(node, *grads)
+        if type(in_grads) is not tuple:
+            in_grads = (in_grads,)
+        fresh = node.fresh_grads
+        for i, t in node._edges:
+            g = in_grads[i] if i < len(in_grads) else None
+            if g is None:
+                continue
+            if g.shape != t.data.shape:
+                raise RuntimeError(f"{type(node).__name__}.backward returned a gradient of shape {tuple(g.shape)} "
+                                   f"for input {i} of shape {tuple(t.data.shape)}")
+            if g.dtype != t.data.dtype:
+                g = g.astype(t.data.dtype)
+                fresh_g = True
+            else:
+                fresh_g = fresh
+            fn = t.grad_fn
+            if fn is None:
+                _accumulate_leaf(t, g, fresh_g)
+            elif fn._nout == 1:
+                prev = pending.get(fn)
+                pending[fn] = g if prev is None else prev + g
+            else:
+                slots = pending.get(fn)
+                if slots is None:
+                    slots = pending[fn] = [None] * fn._nout
+                k = t._out_index
+                slots[k] = g if slots[k] is None else slots[k] + g
+        if not retain_graph:
+            node._release()
+
+
+def _seed(node, index, grad):
+    if node._nout == 1:
+        return grad
+    slots = [None] * node._nout
+    slots[index] = grad
+    return slots
+
+
+def _set_retained(t, g):
+    if t.grad is None:
+        t.grad = _wrap(g.copy(), False)
+    else:
+        t.grad.data = t.grad.data + g
+
+
+def _accumulate_leaf(t, g, fresh):
+    if t.grad is None:
+        t.grad = _wrap(g if fresh else g.copy(), False)
+    else:
+        t.grad.data += g
+
+
+# --- gradcheck -------------------------------------------------------------------------------------
+class GradcheckError(RuntimeError):
+    pass
+
+
+def gradcheck(fn, inputs, eps=1e-6, atol=1e-5, rtol=1e-3):
+    """Compare backward's Jacobian with central finite differences, element by element.
+
+    `inputs` is a tensor or a tuple of them (those with requires_grad are checked; use float64). Returns
+    True, or raises `GradcheckError` naming the input, the element, and both values.
+    """
+    inputs = tuple(inputs) if isinstance(inputs, (tuple, list)) else (inputs,)
+    checked = [(n, t) for n, t in enumerate(inputs) if isinstance(t, Tensor) and t.requires_grad]
+    if not checked:
+        raise ValueError("gradcheck: no input requires grad")
+    for n, t in checked:
+        if t.dtype != np.float64:
+            raise ValueError(f"gradcheck: input {n} is {t.dtype}; finite differences need float64 inputs")
+
+    def run():
+        out = fn(*inputs)
+        return tuple(out) if isinstance(out, (tuple, list)) else (out,)
+
+    outs = run()
+    analytic = _analytic_jacobians(outs, checked)
+    for n, t in checked:
+        host = backend.to_device(t.data, "cpu", copy=True)
+        for j in range(host.size):
+            columns = []
+            for sign in (1, -1):
+                shifted = host.copy()
+                shifted.reshape(-1)[j] += sign * eps
+                t.data[...] = backend.to_device(shifted, t.device)
+                with no_grad():
+                    columns.append([backend.to_device(o.data, "cpu").astype(np.float64).reshape(-1) for o in run()])
+            t.data[...] = backend.to_device(host, t.device)
+            for k in range(len(outs)):
+                numeric = (columns[0][k] - columns[1][k]) / (2 * eps)
+                exact = analytic[(n, k)][:, j]
+                bad = ~(np.abs(exact - numeric) <= atol + rtol * np.abs(numeric))
+                if bad.any():
+                    m = int(np.argmax(bad))
+                    where = tuple(int(i) for i in np.unravel_index(j, host.shape))
+                    raise GradcheckError(
+                        f"gradcheck: input {n}, element {where}, output {k} element {m}: analytic "
+                        f"{exact[m]!r} != numeric {numeric[m]!r} (atol={atol}, rtol={rtol})")
+    return True
+
+
+def _analytic_jacobians(outs, checked):
+    """{(input n, output k): Jacobian (out.size x input.size)}, one backward per output element."""
+    jac = {(n, k): np.zeros((o.data.size, t.data.size)) for n, t in checked for k, o in enumerate(outs)}
+    saved = [t.grad for _, t in checked]
+    for k, o in enumerate(outs):
+        if not o.requires_grad:
+            continue
+        xp = backend.xp_of(o.data)
+        for m in range(o.data.size):
+            for _, t in checked:
+                t.grad = None
+            seed = xp.zeros(o.data.size, o.data.dtype)
+            seed[m] = 1
+            backward(o, seed.reshape(o.data.shape), retain_graph=True)
+            for n, t in checked:
+                if t.grad is not None:
+                    jac[(n, k)][m] = backend.to_device(t.grad.data, "cpu").reshape(-1)
+    for (_, t), g in zip(checked, saved):
+        t.grad = g
+    return jac

@@ -1,0 +1,272 @@
+"""The Tensor: a raw array (`data`) plus what autograd needs (`requires_grad`, `grad`, `grad_fn`).
+
+Every operator method is a thin call into `tinylazy.ops`, bound at the bottom of this file, so the
+arithmetic lives in one place (one Function per op) and this class stays about data and bookkeeping.
+"""
+import numpy as np
+
+from . import autograd, backend
+from . import dtypes as _dt
+
+
+class Tensor:
+    __slots__ = ("data", "grad", "requires_grad", "grad_fn", "_out_index", "_retains_grad", "__weakref__")
+    __array_priority__ = 1000          # NumPy defers `ndarray + Tensor` to Tensor.__radd__
+
+    def __init__(self, data, requires_grad=False):
+        if isinstance(data, Tensor):
+            data = data.data
+        elif not (isinstance(data, np.ndarray) or backend.is_meta(data) or _is_cupy(data)):
+            data = np.asarray(data)
+        self.data, self.grad, self.grad_fn, self._out_index, self._retains_grad = data, None, None, 0, False
+        self.requires_grad = False
+        if requires_grad:
+            self.requires_grad_(True)
+
+    # --- what the data looks like ---------------------------------------------------------------
+    @property
+    def shape(self):
+        return tuple(self.data.shape)
+
+    @property
+    def ndim(self):
+        return self.data.ndim
+
+    @property
+    def dtype(self):
+        return self.data.dtype
+
+    @property
+    def device(self):
+        return backend.device_of(self.data)
+
+    @property
+    def is_leaf(self):
+        return self.grad_fn is None
+
+    @property
+    def is_cuda(self):
+        return self.device.type == "cuda"
+
+    @property
+    def is_meta(self):
+        return backend.is_meta(self.data)
+
+    def size(self, dim=None):
+        shape = self.shape
+        return shape if dim is None else shape[_dim(dim, len(shape), "size")]
+
+    def numel(self):
+        return int(self.data.size)
+
+    def dim(self):
+        return self.data.ndim
+
+    def element_size(self):
+        return self.data.dtype.itemsize
+
+    def __len__(self):
+        if self.data.ndim == 0:
+            raise TypeError("len() of a 0-d tensor")
+        return self.data.shape[0]
+
+    def __iter__(self):
+        for i in range(len(self)):
+            yield self[i]
+
+    def __hash__(self):
+        return id(self)
+
+    # --- getting values out -----------------------------------------------------------------------
+    def item(self):
+        if self.data.size != 1:
+            raise ValueError(f"item(): only one-element tensors can be converted to a Python scalar, got shape {self.shape}")
+        return self.data.item()
+
+    def tolist(self):
+        return self.data.tolist()
+
+    def numpy(self):
+        """The data as a NumPy array: the same memory on cpu, a host copy for cuda."""
+        if self.requires_grad:
+            raise RuntimeError("numpy(): the tensor requires grad; use tensor.detach().numpy()")
+        return backend.to_device(self.data, "cpu")
+
+    def __array__(self, dtype=None, copy=None):
+        out = backend.to_device(self.data, "cpu")
+        return out if dtype is None else out.astype(dtype, copy=False)
+
+    def __dlpack__(self, *args, **kwargs):
+        return self.data.__dlpack__(*args, **kwargs)
+
+    def __dlpack_device__(self):
+        return self.data.__dlpack_device__()
+
+    def __float__(self):
+        return float(self.item())
+
+    def __int__(self):
+        return int(self.item())
+
+    def __bool__(self):
+        return bool(self.item())
+
+    def __index__(self):
+        if self.data.dtype.kind not in "iub":
+            raise TypeError(f"only integer tensors can be used as an index, got {self.dtype}")
+        return int(self.item())
+
+    def __repr__(self):
+        if backend.is_meta(self.data):
+            body = f"tensor(..., size={self.shape}, device='meta'"
+            extras = [] if self.dtype == _dt.get_default_dtype() else [f"dtype={self.dtype}"]
+        else:
+            host = backend.to_device(self.data, "cpu")
+            body = "tensor(" + np.array2string(host, separator=", ", prefix="tensor(", precision=4,
+                                                threshold=1000, edgeitems=3)
+            extras = []
+            if self.device.type != "cpu":
+                extras.append(f"device='{self.device}'")
+            if self.dtype not in (_dt.get_default_dtype(), _dt.int64, _dt.bool_) or self.data.size == 0:
+                extras.append(f"dtype={self.dtype}")
+        if self.grad_fn is not None:
+            extras.append(f"grad_fn=<{type(self.grad_fn).__name__}>")
+        elif self.requires_grad:
+            extras.append("requires_grad=True")
+        return body + "".join(", " + e for e in extras) + ")"
+
+    # --- autograd ---------------------------------------------------------------------------------
+    def requires_grad_(self, requires_grad=True):
+        if requires_grad and not _dt.is_floating(self.dtype):
+            raise RuntimeError(f"requires_grad_: only floating-point tensors can require gradients, "
+                               f"got {self.dtype} (convert with .float() or .double() first)")
+        if not requires_grad and self.grad_fn is not None:
+            raise RuntimeError("requires_grad_(False) on a non-leaf tensor: use .detach() instead")
+        self.requires_grad = bool(requires_grad)
+        return self
+
+    def retain_grad(self):
+        """Keep `.grad` of this non-leaf tensor after backward (leaves always keep theirs)."""
+        if self.grad_fn is None:
+            return
+        if not self._retains_grad:
+            self._retains_grad = True
+            self.grad_fn.__dict__.setdefault("_retained", []).append((self._out_index, self))
+
+    @property
+    def retains_grad(self):
+        return self._retains_grad
+
+    def backward(self, gradient=None, retain_graph=False, create_graph=False):
+        if create_graph:
+            raise NotImplementedError("backward(create_graph=True): tinylazy computes first-order gradients only")
+        autograd.backward(self, gradient, retain_graph)
+
+    def detach(self):
+        """The same data, cut from the graph."""
+        return Tensor(self.data)
+
+    def detach_(self):
+        if self.grad_fn is not None:
+            self.grad_fn = None
+        self.requires_grad = False
+        return self
+
+    # --- in place ---------------------------------------------------------------------------------
+    def _check_inplace(self, op):
+        if self.requires_grad and autograd._grad_enabled:
+            what = "a leaf tensor that requires grad" if self.grad_fn is None else "a tensor that is part of a graph"
+            raise RuntimeError(f"{op}: {what} cannot be changed in place while grad mode is on; "
+                               "wrap the update in `with tl.no_grad():` (or use .detach())")
+
+    def zero_(self):
+        self._check_inplace("zero_")
+        self.data.fill(0)
+        return self
+
+    def fill_(self, value):
+        self._check_inplace("fill_")
+        self.data.fill(value.item() if isinstance(value, Tensor) else value)
+        return self
+
+    def copy_(self, src):
+        self._check_inplace("copy_")
+        src = src.data if isinstance(src, Tensor) else src
+        if backend.is_meta(self.data):
+            np.broadcast_shapes(tuple(src.shape), self.shape)
+            return self
+        src = backend.to_device(src, self.device) if not np.isscalar(src) else src
+        self.data[...] = src
+        return self
+
+    def uniform_(self, a=0.0, b=1.0):
+        self._check_inplace("uniform_")
+        from .creation import _random
+        self.data[...] = _random("uniform", self.shape, self.dtype, self.device, a, b)
+        return self
+
+    def normal_(self, mean=0.0, std=1.0):
+        self._check_inplace("normal_")
+        from .creation import _random
+        self.data[...] = _random("normal", self.shape, self.dtype, self.device, mean, std)
+        return self
+
+    def _inplace(op_name, op):
+        def method(self, other):
+            if self.requires_grad and autograd._grad_enabled:
+                if self.grad_fn is None:
+                    self._check_inplace(op_name)
+                return op(self, other)             # a graph tensor: rebind the name to the new result
+            if backend.is_meta(self.data):
+                np.broadcast_shapes(np.shape(other.data if isinstance(other, Tensor) else other), self.shape)
+                return self
+            value = op(self.detach(), other).data
+            self.data[...] = value
+            return self
+        method.__name__ = op_name
+        return method
+
+
+def _is_cupy(data):
+    cp = backend.cupy_module() if backend._cupy is not None or type(data).__module__.startswith("cupy") else None
+    return cp is not None and isinstance(data, cp.ndarray)
+
+
+def _dim(d, ndim, op):
+    if not -max(ndim, 1) <= d < max(ndim, 1):
+        raise IndexError(f"{op}: dimension {d} is out of range for a tensor with {ndim} dimensions "
+                         f"(expected in [{-max(ndim, 1)}, {max(ndim, 1) - 1}])")
+    return d % max(ndim, 1)
+
+
+autograd.Tensor = Tensor
+
+# --- operator methods: each is the public op of the same name in tinylazy.ops ----------------------
+from . import ops as _ops  # noqa: E402  (ops import Tensor, so they come after it)
+
+
+def _bind_methods():
+    T = Tensor
+    for name in _ops.METHODS:
+        setattr(T, name, getattr(_ops, name))
+    binary = {"add": "add", "sub": "sub", "mul": "mul", "truediv": "div", "floordiv": "floor_divide",
+              "mod": "remainder", "pow": "pow", "matmul": "matmul"}
+    for dunder, fn in binary.items():
+        op = getattr(_ops, fn)
+        setattr(T, f"__{dunder}__", op)
+        setattr(T, f"__r{dunder}__", (lambda op: lambda self, other: op(other, self))(op))
+        setattr(T, f"__i{dunder}__", T._inplace(f"__i{dunder}__", op))
+    T.__neg__ = _ops.neg
+    T.__pos__ = lambda self: self
+    T.__abs__ = _ops.abs
+    T.__invert__ = _ops.logical_not
+    T.__and__, T.__or__, T.__xor__ = _ops.logical_and, _ops.logical_or, _ops.logical_xor
+    T.__eq__, T.__ne__ = _ops.eq, _ops.ne
+    T.__lt__, T.__le__, T.__gt__, T.__ge__ = _ops.lt, _ops.le, _ops.gt, _ops.ge
+    T.__getitem__, T.__setitem__ = _ops.getitem, _ops.setitem
+    T.T = property(lambda self: _ops.permute(self, tuple(range(self.ndim - 1, -1, -1))))
+    T.mT = property(lambda self: _ops.transpose(self, -2, -1))
+    del T._inplace
+
+
+_bind_methods()
