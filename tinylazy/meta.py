@@ -128,7 +128,11 @@ class MetaArray(NDArrayOperatorsMixin):
             else:
                 shape = np.broadcast_shapes(*(i.shape if isinstance(i, MetaArray) else np.shape(i) for i in inputs))
             with np.errstate(all="ignore"):
-                probe = ufunc(*(_probe(i) for i in inputs), **kwargs)
+                if ufunc is np.matmul:     # a gufunc: probe with 1x1 matrices
+                    probe = ufunc(*(np.ones((1, 1), i.dtype if isinstance(i, MetaArray) else np.asarray(i).dtype)
+                                    for i in inputs))
+                else:
+                    probe = ufunc(*(_probe(i) for i in inputs), **kwargs)
             probes = probe if ufunc.nout > 1 else (probe,)
             results = tuple(MetaArray(shape, np.asarray(p).dtype) for p in probes)
         elif method == "reduce":

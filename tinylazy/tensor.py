@@ -172,6 +172,53 @@ class Tensor:
         self.requires_grad = False
         return self
 
+    # --- conversions -----------------------------------------------------------------------------
+    def to(self, *args, dtype=None, device=None, non_blocking=False, copy=False):
+        """`to(device)`, `to(dtype)`, `to(device, dtype)`, `to(other_tensor)`; differentiable; returns
+        `self` when nothing changes (unless copy=True)."""
+        for a in args:
+            if isinstance(a, Tensor):
+                device, dtype = a.device, a.dtype
+            elif isinstance(a, (str, backend.Device)):
+                device = a
+            else:
+                dtype = a
+        out = self
+        if dtype is not None:
+            out = _ops.elementwise.cast(out, dtype)
+        if device is not None:
+            out = _ops.elementwise.to_device(out, device)
+        if copy and out is self:
+            out = _ops.clone(self)
+        return out
+
+    def cpu(self):
+        return self.to("cpu")
+
+    def cuda(self, device=None):
+        return self.to(f"cuda:{device}" if isinstance(device, int) else (device or "cuda"))
+
+    def float(self):
+        return self.to(_dt.float32)
+
+    def double(self):
+        return self.to(_dt.float64)
+
+    def half(self):
+        return self.to(_dt.float16)
+
+    def long(self):
+        return self.to(_dt.int64)
+
+    def int(self):
+        return self.to(_dt.int32)
+
+    def bool(self):
+        return self.to(_dt.bool_)
+
+    def type(self, dtype=None):
+        return str(self.dtype) if dtype is None else self.to(dtype)
+
     # --- in place ---------------------------------------------------------------------------------
     def _check_inplace(self, op):
         if self.requires_grad and autograd._grad_enabled:

@@ -486,6 +486,63 @@ def where(condition, x=None, y=None):
     return Where.apply(condition, x, y)
 
 
+# --- copies and conversions ----------------------------------------------------------------------
+class Clone(Function):
+    """y = a copy of x;  dy/dx = 1."""
+    def forward(self, x):
+        return x.copy()
+
+    def backward(self, g):
+        return g
+
+
+class Cast(Function):
+    """y = x as another dtype; the gradient is cast back to x's dtype."""
+    fresh_grads = True
+
+    def forward(self, x, dtype):
+        self.dtype = x.dtype
+        return x.astype(dtype)
+
+    def backward(self, g):
+        return g.astype(self.dtype), None
+
+
+class ToDevice(Function):
+    """y = x copied to another device; the gradient is copied back."""
+    fresh_grads = True
+
+    def forward(self, x, dev):
+        from .. import backend
+        self.source = backend.device_of(x)
+        return backend.to_device(x, dev)
+
+    def backward(self, g):
+        from .. import backend
+        return backend.to_device(g, self.source, copy=True), None
+
+
+def clone(x):
+    return Clone.apply(x)
+
+
+def cast(x, dtype):
+    """`x` as `dtype` (differentiable between float dtypes); `x` itself when it already is."""
+    dtype = _dt.to_dtype(dtype)
+    if x.dtype == dtype:
+        return x
+    return Cast.apply(x, dtype)
+
+
+def to_device(x, dev):
+    """`x` on device `dev` (differentiable); `x` itself when it already is there."""
+    from .. import backend
+    dev = backend.device(dev)
+    if x.device == dev:
+        return x
+    return ToDevice.apply(x, dev)
+
+
 # --- ops without gradients -------------------------------------------------------------------------
 class _Elementwise(Function):
     """Shared body of the ops that have no gradient: run the NumPy/CuPy ufunc named `ufunc`."""
@@ -526,4 +583,5 @@ METHODS = ("add", "sub", "mul", "div", "true_divide", "divide", "subtract", "mul
            "relu", "square", "clamp", "clip", "maximum", "minimum", "eq", "ne", "lt", "le", "gt", "ge",
            "logical_and", "logical_or", "logical_xor", "logical_not", "isnan", "isinf", "isfinite", "sign",
            "floor", "ceil", "round", "trunc", "floor_divide")
-__all__ = METHODS + ("where", "binary_operands", "as_tensor_operand", "float_input")
+__all__ = METHODS + ("where", "clone", "binary_operands", "as_tensor_operand", "float_input")
+METHODS = METHODS + ("clone",)
