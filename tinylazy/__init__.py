@@ -17,7 +17,7 @@ from .creation import (tensor, as_tensor, from_numpy, empty, zeros, ones, full, 
 from .ops import *                      # noqa: F401,F403  (every op: tl.exp, tl.matmul, tl.cat, ...)
 from .ops import where, METHODS as _METHODS  # noqa: F401
 from .errors import ShapeError
-from . import cuda
+from . import cuda, utils, datasets
 
 half, float, double, long, int = float16, float32, float64, int64, int32     # PyTorch's dtype aliases
 
