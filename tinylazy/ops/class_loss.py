@@ -1,0 +1,278 @@
+"""The class-index losses: cross_entropy (log-softmax + NLL fused into one Function) and nll_loss, plus the
+argument checks every loss shares. (loss.py gathers all losses; import them from there.)
+
+They work on logits of shape (N, C) or (N, C, d1, ...) with integer targets (N,) or
+(N, d1, ...), or (C,) with a 0-d target. Internally the extra dims are flattened to one, so every body
+sees (N, C) or (N, C, D) with the class axis 1 and a target (N,) or (N, D).
+"""
+import math
+
+import numpy as np
+
+from .. import cuda
+from ..autograd import Function
+from ..backend import is_meta, xp_of
+from ..errors import ShapeError
+from ..meta import MetaArray
+from ..tensor import Tensor
+from .elementwise import as_tensor_operand
+
+_REDUCTIONS = ("none", "mean", "sum")
+
+
+# --- shared checks ----------------------------------------------------------------------------------
+def _reduction(op, reduction, size_average=None, reduce=None):
+    if size_average is not None or reduce is not None:        # PyTorch's deprecated spelling
+        size_average = True if size_average is None else size_average
+        reduce = True if reduce is None else reduce
+        reduction = "none" if not reduce else ("mean" if size_average else "sum")
+    if reduction not in _REDUCTIONS:
+        raise ValueError(f"{op}: reduction must be 'none', 'mean' or 'sum', got {reduction!r}")
+    return reduction
+
+
+def _float_tensor(x, op, what="input"):
+    x = x if type(x) is Tensor else as_tensor_operand(x, None, op)
+    if x.data.dtype.kind != "f":
+        raise TypeError(f"{op}: the {what} is {x.data.dtype}, but {op} needs floating-point {what}s; "
+                        "convert it with .float()")
+    return x
+
+
+def _class_operands(op, input, target, weight):
+    """Check (input, target, weight) of a class-index loss; return them as tensors plus C."""
+    x = _float_tensor(input, op)
+    t = target if type(target) is Tensor else as_tensor_operand(target, x, op)
+    xs, ts = tuple(x.data.shape), tuple(t.data.shape)
+    if t.data.dtype.kind not in "iu":
+        hint = (" (class probabilities are not supported: pass class indices, e.g. target.argmax(1))"
+                if t.data.dtype.kind == "f" else "")
+        raise TypeError(f"{op}: expected integer class indices as target (int64), got {t.data.dtype}{hint}; "
+                        "convert indices with .long()")
+    if len(xs) == 0:
+        raise ShapeError(f"{op}: input must have a class dimension, got a 0-d input")
+    expected = () if len(xs) == 1 else xs[:1] + xs[2:]
+    if ts != expected:
+        if len(xs) >= 2 and len(ts) >= 1 and ts[0] != xs[0]:
+            raise ShapeError(f"{op}: expected input batch size ({xs[0]}) to match target batch size "
+                             f"({ts[0]}): input shape {xs}, target shape {ts}")
+        raise ShapeError(f"{op}: expected target of shape {expected} for input of shape {xs} "
+                         f"(input (N, C, d1, ...) takes target (N, d1, ...)), got target shape {ts}")
+    C = xs[0] if len(xs) == 1 else xs[1]
+    if weight is not None:
+        weight = weight if type(weight) is Tensor else as_tensor_operand(weight, x, op)
+        if tuple(weight.data.shape) != (C,):
+            raise ShapeError(f"{op}: expected weight of shape ({C},) (one per class), got {tuple(weight.data.shape)}")
+    return x, t, weight, C
+
+
+def _as_ncd(x, t):
+    """View logits as (N, C) or (N, C, D) and targets as (N,) or (N, D) (the class axis is always 1)."""
+    if x.ndim == 1:
+        return x.reshape(1, x.shape[0]), t.reshape(1)
+    if x.ndim == 2:
+        return x, t
+    n, c = x.shape[0], x.shape[1]
+    d = math.prod(x.shape[2:])
+    return x.reshape(n, c, d), t.reshape(n, d)
+
+
+def _check_targets(op, t, C, ignore_index):
+    """Raise for a class index outside [0, C) that is not ignore_index. Returns whether any is ignored."""
+    if t.size == 0:
+        return False
+    lo, hi = int(t.min()), int(t.max())
+    if 0 <= lo and hi < C:
+        return lo <= ignore_index <= hi and bool((t == ignore_index).any())
+    kept = t[t != ignore_index]
+    if kept.size and (int(kept.min()) < 0 or int(kept.max()) >= C):
+        bad = int(kept.min()) if int(kept.min()) < 0 else int(kept.max())
+        raise IndexError(f"{op}: target class {bad} is out of range for {C} classes (expected 0 <= target < {C}"
+                         f" or target == ignore_index={ignore_index})")
+    return True
+
+
+class _ClassLoss(Function):
+    """What cross_entropy and nll_loss share: picking each sample's target class, the per-sample weights
+    w_i = weight[t_i] (0 where t_i == ignore_index), and the reduction (mean divides by sum_i w_i)."""
+    fresh_grads = True
+
+    def _prepare(self, x2, t2, weight, ignore_index, has_ignored):
+        xp = xp_of(x2)
+        valid = None
+        if has_ignored:
+            valid = t2 != ignore_index
+            t2 = xp.where(valid, t2, 0)
+        n = x2.shape[0]
+        if x2.ndim == 2:                                  # (i, t_i) picks each row's target class
+            self.index = (xp.arange(n), t2)
+        else:                                             # (i, t_id, d) in an (N, C, D) array
+            self.index = (xp.arange(n)[:, None], t2, xp.arange(x2.shape[2])[None, :])
+        w = None
+        if weight is not None:
+            w = weight[t2]
+            if valid is not None:
+                w *= valid
+        elif valid is not None:
+            w = valid.astype(x2.dtype)
+        self.w, self.valid, self.sample_shape = w, valid, t2.shape
+        return w
+
+    def _reduce(self, loss, reduction, out_shape):
+        """Reduce per-sample losses; remember the factor backward scales the incoming gradient by."""
+        if reduction == "none":
+            return loss.reshape(out_shape)
+        total = loss.sum()
+        if reduction == "sum":
+            self.scale = 1
+            return total
+        denom = loss.size if self.w is None else self.w.sum()
+        if not denom:                                     # empty, or all ignored: loss nan, gradient 0
+            self.scale = 0
+            return total * math.nan
+        self.scale = 1 / denom
+        return total / denom
+
+    def _coef(self, g):
+        """The incoming gradient per sample, shaped like the targets ((N,) or (N, D)), or a 0-d factor."""
+        if self.reduction == "none":
+            return g.reshape(self.sample_shape)
+        return g * self.scale
+
+    def _meta(self, x, out_shape):
+        self.meta = (x.shape, x.dtype)
+        return MetaArray(out_shape if self.reduction == "none" else (), x.dtype)
+
+
+def _per_sample(xp, a):
+    """A per-sample factor broadcast against (N, C[, D]): insert the class axis (scalars stay scalars)."""
+    return xp.expand_dims(a, 1) if getattr(a, "ndim", 0) else a
+
+
+def _class_column(W, ndim):
+    """Class weights (C,) shaped to broadcast against (N, C) or (N, C, D)."""
+    return W if ndim == 2 else W.reshape(-1, 1)
+
+
+def use_fused_kernel(x2, weight, has_ignored):
+    """Whether cross_entropy runs `tinylazy.cuda.softmax_xent_fwd/bwd` (a fused kernel on cuda): CuPy (N, C)
+    logits without class weights or ignored targets. On cpu the NumPy path below is the leaner one."""
+    return type(x2) is not np.ndarray and x2.ndim == 2 and weight is None and not has_ignored
+
+
+class CrossEntropy(_ClassLoss):
+    """Fused log_softmax + NLL with label smoothing eps. With z = x - max, lse = log sum_c exp(z_c),
+    W the class weights (all 1 without), w_i = W[t_i] (0 if ignored), v_i = 0 if ignored else 1:
+        loss_i = (1 - eps) w_i (lse_i - z_{i,t_i}) + (eps / C) v_i sum_c W_c (lse_i - z_ic).
+    Closed-form gradient, the softmax p minus the smoothed one-hot, times the per-sample factor k_i:
+        dx_ic = k_i [((1 - eps) w_i + (eps / C) v_i sum W) p_ic - (1 - eps) w_i [c == t_i] - (eps / C) v_i W_c].
+    Saves p (computed in place over exp(z), the only (N, C) array forward allocates) and the targets."""
+
+    def forward(self, x, target, weight, C, ignore_index, reduction, label_smoothing, has_ignored):
+        self.reduction, self.eps, self.in_shape, self.W = reduction, label_smoothing, x.shape, weight
+        if is_meta(x):
+            return self._meta(x, target.shape)
+        xp = xp_of(x)
+        x2, t2 = _as_ncd(x, target)
+        w = self._prepare(x2, t2, weight, ignore_index, has_ignored)
+        if use_fused_kernel(x2, weight, has_ignored):     # cuda: one kernel pass (kernels/softmax_xent.cu)
+            loss, self.lse = cuda.softmax_xent_fwd(x2, t2, label_smoothing)
+            self.logits, self.target, self.p = x2, t2, None
+            return self._reduce(loss, reduction, target.shape)
+        z = x2 - x2.max(axis=1, keepdims=True) if x2.shape[1] else x2.copy()
+        picked = z[self.index]                            # z at each target class: (N,) or (N, D)
+        if label_smoothing:
+            zsum = (z if weight is None else z * _class_column(weight, z.ndim)).sum(axis=1)
+        xp.exp(z, out=z)                                  # in place: z becomes exp(z) ...
+        s = z.sum(axis=1, keepdims=True)
+        z /= s                                            # ... then the softmax p
+        self.p = z
+        lse = xp.log(s.reshape(picked.shape))
+        loss = lse - picked                               # -log p at the target
+        if w is not None:
+            loss *= w
+        if label_smoothing:
+            self.wsum = C if weight is None else weight.sum()
+            smooth = lse * self.wsum
+            smooth -= zsum
+            if self.valid is not None:
+                smooth *= self.valid
+            loss *= 1 - label_smoothing
+            smooth *= label_smoothing / C
+            loss += smooth
+        return self._reduce(loss, reduction, target.shape)
+
+    def backward(self, g):
+        if is_meta(g):
+            return (MetaArray(*self.meta),) + (None,) * 7
+        xp, p, eps = xp_of(g), self.p, self.eps
+        k = self._coef(g)
+        if p is None:                                     # the fused kernel's backward
+            return (cuda.softmax_xent_bwd(k, self.logits, self.target, self.lse, eps),) + (None,) * 7
+        hit = k if self.w is None else k * self.w         # weight of the one-hot at t_i
+        if eps:
+            kv = k if self.valid is None else k * self.valid
+            hit = hit * (1 - eps)
+            gx = p * _per_sample(xp, hit + kv * (eps * self.wsum / p.shape[1]))
+            side = _per_sample(xp, kv * (eps / p.shape[1]))
+            gx -= side if self.W is None else side * _class_column(self.W, p.ndim)
+        else:
+            gx = p * _per_sample(xp, hit)
+        gx[self.index] -= hit
+        return (gx.reshape(self.in_shape),) + (None,) * 7
+
+
+class NLLLoss(_ClassLoss):
+    """loss_i = -w_i x_{i,t_i} (x holds log-probabilities);  dx = -k_i w_i at (i, t_i), 0 elsewhere.
+    Saves the targets and weights."""
+
+    def forward(self, x, target, weight, C, ignore_index, reduction, has_ignored):
+        self.reduction, self.in_shape = reduction, x.shape
+        if is_meta(x):
+            return self._meta(x, target.shape)
+        x2, t2 = _as_ncd(x, target)
+        self.shape2, self.dtype = x2.shape, x2.dtype
+        w = self._prepare(x2, t2, weight, ignore_index, has_ignored)
+        loss = -x2[self.index]
+        if w is not None:
+            loss *= w
+        return self._reduce(loss, reduction, target.shape)
+
+    def backward(self, g):
+        if is_meta(g):
+            return (MetaArray(*self.meta),) + (None,) * 6
+        k = self._coef(g)
+        gx = xp_of(g).zeros(self.shape2, self.dtype)
+        gx[self.index] = -(k if self.w is None else k * self.w)
+        return (gx.reshape(self.in_shape),) + (None,) * 6
+
+
+def _class_loss(op, cls, input, target, weight, ignore_index, reduction, *extra):
+    x, t, weight, C = _class_operands(op, input, target, weight)
+    if weight is not None and weight.data.dtype != x.data.dtype:
+        raise TypeError(f"{op}: the weight is {weight.data.dtype} but the input is {x.data.dtype}; "
+                        "convert one of them")
+    has_ignored = False if is_meta(t.data) else _check_targets(op, t.data, C, ignore_index)
+    return cls.apply(x, t, weight, C, ignore_index, reduction, *extra, has_ignored)
+
+
+def cross_entropy(input, target, weight=None, size_average=None, ignore_index=-100, reduce=None,
+                  reduction="mean", label_smoothing=0.0):
+    """Softmax cross-entropy of logits (N, C[, d1, ...]) against integer class targets (N[, d1, ...]):
+    nll_loss(log_softmax(input, 1), target) in one Function. `weight` (C,) weighs the classes; targets
+    equal to `ignore_index` count for nothing; `label_smoothing` eps trains against
+    (1 - eps) one_hot + eps / C."""
+    reduction = _reduction("cross_entropy", reduction, size_average, reduce)
+    if not 0.0 <= label_smoothing <= 1.0:
+        raise ValueError(f"cross_entropy: label_smoothing must be between 0.0 and 1.0, got {label_smoothing}")
+    return _class_loss("cross_entropy", CrossEntropy, input, target, weight, ignore_index, reduction,
+                       float(label_smoothing))
+
+
+def nll_loss(input, target, weight=None, size_average=None, ignore_index=-100, reduce=None, reduction="mean"):
+    """Negative log-likelihood: -input[i, target_i] (input holds log-probabilities, (N, C[, d1, ...]))."""
+    reduction = _reduction("nll_loss", reduction, size_average, reduce)
+    return _class_loss("nll_loss", NLLLoss, input, target, weight, ignore_index, reduction)
+
+
+__all__ = ("cross_entropy", "nll_loss")

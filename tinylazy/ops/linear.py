@@ -1,0 +1,89 @@
+"""linear(x, weight, bias) = x @ weight.T + bias, as one Function.
+
+Fusing the matmul, the transpose and the bias add into one node matters on small models: the graph holds
+one node instead of three, forward adds the bias in place into the fresh matmul result, and backward
+computes exactly the gradients that are needed, each with one BLAS call (or one sum for the bias).
+"""
+import math
+
+from ..autograd import Function
+from ..backend import is_meta
+from ..errors import ShapeError
+from ..meta import MetaArray
+from ..tensor import Tensor
+from .elementwise import as_tensor_operand
+
+
+class Linear(Function):
+    """y = x @ W.T + b, for x of shape (..., in), W (out, in), b (out,).
+
+    With x2 = x reshaped to (M, in) and g2 the output gradient as (M, out):
+    dx = g2 @ W,  dW = g2.T @ x2,  db = g2 summed over M. Saves x2 (only when W needs a gradient) and W
+    (only when x needs one)."""
+    fresh_grads = True                      # every gradient below is a new array (or a view of one)
+
+    def forward(self, x, weight, bias):
+        need_x, need_w, need_b = self.needs_input_grad
+        if is_meta(x):                      # shapes only: (..., in) -> (..., out)
+            self.shapes = (x.shape, weight.shape, None if bias is None else bias.shape)
+            return MetaArray(x.shape[:-1] + weight.shape[:1], x.dtype)
+        flat = x.ndim != 2                  # any rank: one (M, in) @ (in, out) product, one BLAS call
+        if flat:
+            lead = tuple(x.shape[:-1])
+            self.m = math.prod(lead)
+            x2 = x.reshape(self.m, x.shape[-1])
+        else:
+            x2 = x
+        out = x2 @ weight.T
+        if bias is not None:
+            out += bias
+        if need_x:
+            self.weight, self.x_shape = weight, x.shape
+        if need_w:
+            self.x2 = x2
+        return out.reshape(lead + (weight.shape[0],)) if flat else out
+
+    def backward(self, g):
+        need_x, need_w, need_b = self.needs_input_grad
+        if is_meta(g):
+            return tuple(None if s is None or not n else MetaArray(s, g.dtype)
+                         for s, n in zip(self.shapes, self.needs_input_grad))
+        g2 = g.reshape(self.m, g.shape[-1]) if g.ndim != 2 else g
+        gx = (g2 @ self.weight).reshape(self.x_shape) if need_x else None
+        gw = g2.T @ self.x2 if need_w else None
+        gb = g2.sum(axis=0) if need_b else None
+        return gx, gw, gb
+
+
+def linear(input, weight, bias=None):
+    """y = input @ weight.T + bias (PyTorch's F.linear): input (..., in_features), weight (out_features,
+    in_features), bias (out_features,) or None."""
+    x = input if type(input) is Tensor else as_tensor_operand(input, None, "linear")
+    w = weight if type(weight) is Tensor else as_tensor_operand(weight, None, "linear")
+    xd, wd = x.data, w.data
+    if xd.dtype.kind != "f" or wd.dtype.kind != "f":
+        which, t = ("input", xd) if xd.dtype.kind != "f" else ("weight", wd)
+        raise TypeError(f"linear: the {which} is {t.dtype}, but linear needs floating-point tensors; "
+                        "convert it with .float()")
+    if xd.dtype != wd.dtype:
+        raise TypeError(f"linear: the input is {xd.dtype} but the weight is {wd.dtype}; convert one of them "
+                        f"(e.g. input.to({str(wd.dtype)!r}) or module.to({str(xd.dtype)!r}))")
+    if wd.ndim != 2:
+        raise ShapeError(f"linear: weight must have shape (out_features, in_features), got {tuple(wd.shape)}")
+    in_features = wd.shape[1]
+    if xd.ndim == 0 or xd.shape[-1] != in_features:
+        raise ShapeError(f"linear: expected input with last dimension in_features={in_features} "
+                         f"(weight shape {tuple(wd.shape)}), got input of shape {tuple(xd.shape)}")
+    if bias is not None:
+        if type(bias) is not Tensor:
+            bias = as_tensor_operand(bias, None, "linear")
+        if tuple(bias.data.shape) != (wd.shape[0],):
+            raise ShapeError(f"linear: expected bias of shape ({wd.shape[0]},) (out_features), "
+                             f"got {tuple(bias.data.shape)}")
+        if bias.data.dtype != xd.dtype:
+            raise TypeError(f"linear: the input is {xd.dtype} but the bias is {bias.data.dtype}; convert one of them")
+    return Linear.apply(x, w, bias)
+
+
+METHODS = ()
+__all__ = ("linear",)
