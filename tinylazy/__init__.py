@@ -18,6 +18,7 @@ from .ops import *                      # noqa: F401,F403  (every op: tl.exp, tl
 from .ops import where, METHODS as _METHODS  # noqa: F401
 from .errors import ShapeError
 from . import cuda, utils, datasets
+from .serialization import save, load
 
 half, float, double, long, int = float16, float32, float64, int64, int32     # PyTorch's dtype aliases
 
@@ -31,3 +32,4 @@ def numel(t):
 
 
 __version__ = "0.1.0"
+from . import nn, optim                                      # noqa: E402  (they build on everything above)

@@ -1,0 +1,392 @@
+"""The optimizer base class: parameter groups, per-parameter state, zero_grad, state_dict.
+
+A subclass (SGD, Adam) supplies three things:
+
+- ``_state_names(group)``: the names of its per-element state arrays, e.g. ``("exp_avg", "exp_avg_sq")``;
+- ``_apply(group, p, g, s, step, tmp, gbuf)``: one update on raw arrays, in place. ``p`` (values), ``g``
+  (gradient, read only), the state arrays ``s[name]`` and the work arrays ``tmp``/``gbuf`` all have one
+  shape; ``step`` is how many updates this state has seen before (0 on the first);
+- optionally ``_fused(group, params, grads, states, step)``: the same update for a list of cuda parameters
+  in one fused kernel (tinylazy.cuda); returns False when it cannot.
+
+The base class decides where each update runs (`step`):
+- small cpu parameters of a group are packed into a `FlatBucket` (see _flat.py) and updated with a dozen
+  NumPy calls in total: this is what makes 100 small parameters fast;
+- large cpu parameters are updated one by one, in place, with `out=` ufuncs and reused work buffers;
+- cuda parameters go through the fused kernels of tinylazy.cuda when they exist, else one by one.
+Every path runs the same `_apply`, so they agree to the last bit. No autograd graph is ever recorded: the
+updates work on the raw arrays (``p.data``).
+
+Lazy parameters (rule 12 of the API) are accepted: a parameter without data yet, or without a gradient, is
+skipped, and its state is created at the first step that sees it with data and a gradient.
+
+State is kept per parameter object: ``optimizer.state[p]`` is a dict with ``"step"`` (an int) and the raw
+state arrays. ``state_dict()`` is PyTorch's format: ``{"state": {index: {...}}, "param_groups": [{...,
+"params": [indices]}]}``, indices counting the parameters across the groups in order, tensors as copies.
+"""
+import operator
+
+import numpy as np
+
+from .. import backend
+from ..autograd import enable_grad
+from ..tensor import Tensor
+from ._flat import FlatBucket, Scratch
+
+SMALL = 1 << 15       # cpu parameters with at most this many elements are updated together in flat buckets
+
+
+class _Plan:
+    """One group's step, worked out once: `ready` (parameters with data and a gradient), their arrays
+    `datas` (to notice replaced arrays), `buckets` (FlatBuckets of small cpu parameters) and `rest`."""
+    __slots__ = ("has_grad", "names", "ready", "datas", "buckets", "rest", "reusable")
+
+    def __init__(self, has_grad, names):
+        self.has_grad, self.names = has_grad, names
+        self.ready, self.datas, self.buckets, self.rest, self.reusable = [], [], [], [], True
+
+
+def _is_lazy(p):
+    return getattr(p, "is_lazy", False)
+
+
+def _cuda_module():
+    from .. import cuda
+    return cuda
+
+
+class Optimizer:
+    """Base class. `params`: an iterable of tensors, or of dicts (parameter groups) each with a ``"params"``
+    entry and optional per-group hyperparameters that override `defaults`."""
+
+    _export_step = True          # whether state_dict() shows "step" (PyTorch's SGD does not)
+
+    def __init__(self, params, defaults):
+        if isinstance(params, Tensor):
+            raise TypeError("optimizer: params should be an iterable of Tensors or dicts, but got a Tensor "
+                            "(pass [tensor] or model.parameters())")
+        self.defaults = dict(defaults)
+        self.state = {}
+        self.param_groups = []
+        self._pending = {}       # parameter -> loaded state, for parameters that were still lazy at load time
+        self._buckets = {}       # group index -> [FlatBucket, ...] (one per dtype)
+        self._plans = {}         # group index -> _Plan of the last step
+        self._scratch = Scratch()
+        groups = list(params)
+        if not groups:
+            raise ValueError("optimizer got an empty parameter list")
+        if not isinstance(groups[0], dict):
+            groups = [{"params": groups}]
+        for group in groups:
+            self.add_param_group(group)
+
+    # --- groups -----------------------------------------------------------------------------------------
+    def add_param_group(self, param_group):
+        """Add a group: a dict with ``"params"`` and optional hyperparameters (the defaults fill the rest)."""
+        if not isinstance(param_group, dict):
+            raise TypeError(f"add_param_group: expected a dict, got {type(param_group).__name__}")
+        group = dict(param_group)
+        params = group.get("params")
+        if params is None:
+            raise ValueError("add_param_group: the group has no 'params' entry")
+        params = [params] if isinstance(params, Tensor) else list(params)
+        for i, p in enumerate(params):
+            if not isinstance(p, Tensor):
+                raise TypeError(f"optimizer can only optimize Tensors, but parameter {i} of the group is a "
+                                f"{type(p).__name__}")
+            if p.grad_fn is not None:
+                raise ValueError(f"optimizer can't optimize a non-leaf Tensor (parameter {i} of the group was "
+                                 "computed by an op; use .detach() or a Parameter)")
+        if len({id(p) for p in params}) != len(params):
+            raise ValueError("optimizer: a parameter group lists the same parameter more than once")
+        seen = {id(p) for g in self.param_groups for p in g["params"]}
+        if any(id(p) in seen for p in params):
+            raise ValueError("optimizer: some parameters appear in more than one parameter group")
+        for key, value in self.defaults.items():
+            group.setdefault(key, value)
+        group["params"] = params
+        self._check_group(group)
+        self.param_groups.append(group)
+        self._forget_plans()
+
+    def _check_group(self, group):
+        """Validate a group's hyperparameters (subclasses add their own checks)."""
+        if not group["lr"] >= 0:
+            raise ValueError(f"Invalid learning rate: {group['lr']}")
+
+    def zero_grad(self, set_to_none=True):
+        """Drop the gradients (``set_to_none=True``, the default) or fill them with zeros in place."""
+        for group in self.param_groups:
+            for p in group["params"]:
+                if p.grad is None:
+                    continue
+                if set_to_none:
+                    p.grad = None
+                else:
+                    p.grad.grad_fn = None
+                    p.grad.requires_grad = False
+                    p.grad.data.fill(0)
+
+    # --- the step -----------------------------------------------------------------------------------------
+    def step(self, closure=None):
+        """One update of every parameter that has data and a gradient. `closure` (optional) re-evaluates
+        the model and returns the loss, which step returns."""
+        loss = None
+        if closure is not None:
+            with enable_grad():
+                loss = closure()
+        if self._pending:
+            self._adopt_pending()
+        for gi, group in enumerate(self.param_groups):
+            plan = self._plan(gi, group)
+            for bucket in plan.buckets:
+                self._step_bucket(group, bucket)
+            if plan.rest:
+                self._step_each(group, plan.rest)
+        return loss
+
+    def _plan(self, gi, group):
+        """Which parameters of group `gi` step this time, and how: the last plan is reused while the same
+        parameters have gradients, their arrays are the same objects and the state names are the same
+        (checking that costs a few identity tests per parameter); otherwise a new plan is made."""
+        params = group["params"]
+        has_grad = [p.grad is not None for p in params]
+        names = self._state_names(group)
+        plan = self._plans.get(gi)
+        if (plan is not None and plan.has_grad == has_grad and plan.names == names
+                and all(map(operator.is_, [p.data for p in plan.ready], plan.datas))):
+            return plan
+        plan = self._plans[gi] = _Plan(has_grad, names)
+        small = {}
+        for p, g in zip(params, has_grad):
+            if not g or _is_lazy(p):
+                plan.reusable = plan.reusable and not g       # a lazy parameter with a grad: re-plan each step
+                continue
+            d = p.data
+            if backend.is_meta(d):                            # shapes only: nothing to update
+                continue
+            plan.ready.append(p)
+            if type(d) is np.ndarray and d.size <= SMALL:
+                small.setdefault(d.dtype, []).append(p)
+            else:
+                plan.rest.append(p)
+        plan.datas = [p.data for p in plan.ready]
+        for p, d in zip(plan.ready, plan.datas):
+            if p in self.state:
+                self._conform(self.state[p], d)
+        old = {b.dtype: b for b in self._buckets.get(gi, ())}
+        for dtype, members in small.items():
+            if len(members) < 2:
+                plan.rest.extend(members)
+                continue
+            bucket = old.get(dtype)
+            if bucket is None or not bucket.matches(members, names):
+                bucket = FlatBucket(members, [self._state_for(p, group, names) for p in members], names, dtype)
+            plan.buckets.append(bucket)
+        self._buckets[gi] = plan.buckets
+        if not plan.reusable:
+            del self._plans[gi]
+        return plan
+
+    def _step_bucket(self, group, bucket):
+        steps = {st["step"] for st in bucket.states}
+        if len(steps) != 1:                  # members at different steps (rare): update them one by one
+            for p, st in zip(bucket.params, bucket.states):
+                self._apply_one(group, p, st)
+            return
+        step = steps.pop()
+        bucket.gather()
+        self._apply(group, bucket.P, bucket.G, bucket.flat, step, bucket.T, bucket.G)
+        bucket.scatter()
+        for st in bucket.states:
+            st["step"] = step + 1
+
+    def _forget_plans(self):
+        self._buckets.clear()
+        self._plans.clear()
+
+    def _step_each(self, group, params):
+        names = self._state_names(group)
+        cuda = {}
+        for p in params:
+            d = p.data
+            st = self._state_for(p, group, names)
+            if type(d) is not np.ndarray:
+                cuda.setdefault((backend.device_of(d), d.dtype, st["step"]), []).append((p, st))
+                continue
+            self._apply_one(group, p, st)
+        for (_, _, step), members in cuda.items():
+            ps = [p for p, _ in members]
+            states = [st for _, st in members]
+            if not self._fused(group, [p.data for p in ps], [p.grad.data for p in ps], states, step):
+                for p, st in members:
+                    self._apply_one(group, p, st)
+                continue
+            for st in states:
+                st["step"] = step + 1
+
+    def _apply_one(self, group, p, st):
+        d, g = p.data, p.grad.data
+        if tuple(g.shape) != tuple(d.shape):
+            raise ValueError(f"optimizer step: a parameter of shape {tuple(d.shape)} has a .grad of shape "
+                             f"{tuple(g.shape)}")
+        tmp = self._scratch.get(d, 0, backend.empty)
+        gbuf = self._scratch.get(d, 1, backend.empty)
+        self._apply(group, d, g, st, st["step"], tmp, gbuf)
+        st["step"] += 1
+
+    def _state_for(self, p, group, names):
+        """The state dict of `p`, created (zeros) at the first step that sees it, and completed with any state
+        array that `names` asks for and it lacks (e.g. after turning on amsgrad)."""
+        st = self.state.get(p)
+        if st is None:
+            st = self.state[p] = {"step": 0}
+        for name in names:
+            if name not in st:
+                st[name] = self._new_state_array(p, st, name)
+        return st
+
+    @staticmethod
+    def _conform(st, d):
+        """Move/cast a parameter's state arrays to its array's device and dtype (they differ only when the
+        parameter was moved or cast after steps were taken, e.g. ``model.double()``)."""
+        dev = backend.device_of(d)
+        for key, value in st.items():
+            if hasattr(value, "shape") and (value.dtype != d.dtype or backend.device_of(value) != dev):
+                st[key] = backend.to_device(value, dev, dtype=d.dtype)
+
+    def _new_state_array(self, p, st, name):
+        d = p.data
+        return backend.full(tuple(d.shape), 0, d.dtype, backend.device_of(d))
+
+    # --- subclass hooks -----------------------------------------------------------------------------------
+    def _state_names(self, group):
+        return ()
+
+    def _apply(self, group, p, g, s, step, tmp, gbuf):
+        raise NotImplementedError
+
+    def _fused(self, group, params, grads, states, step):
+        return False
+
+    # --- state_dict ---------------------------------------------------------------------------------------
+    def _indexed_params(self):
+        i = 0
+        for group in self.param_groups:
+            for p in group["params"]:
+                yield i, p
+                i += 1
+
+    def state_dict(self):
+        """``{"state": {index: {"step": tensor, name: tensor, ...}}, "param_groups": [{hyperparameters...,
+        "params": [index, ...]}]}``, PyTorch's format; the tensors are copies (a snapshot)."""
+        groups, start = [], 0
+        for group in self.param_groups:
+            packed = {k: v for k, v in group.items() if k != "params"}
+            packed["params"] = list(range(start, start + len(group["params"])))
+            start += len(group["params"])
+            groups.append(packed)
+        state = {}
+        for i, p in self._indexed_params():
+            st = self.state.get(p)
+            if st is None and p in self._pending:
+                st = self._pending[p][1]
+            if st is None:
+                continue
+            out = {}
+            for key, value in st.items():
+                if key == "step":
+                    if self._export_step:
+                        out[key] = Tensor(np.array(float(value), np.float32))
+                elif hasattr(value, "shape"):
+                    out[key] = Tensor(backend.to_device(value, backend.device_of(value), copy=True))
+                else:
+                    out[key] = value
+            if out:
+                state[i] = out
+        return {"state": state, "param_groups": groups}
+
+    def load_state_dict(self, state_dict):
+        """Load a state_dict() (of an optimizer of the same kind over parameters of the same shapes). The
+        hyperparameters of each group are replaced by the saved ones; state arrays are copied and cast to
+        each parameter's device and floating dtype."""
+        if not isinstance(state_dict, dict) or "state" not in state_dict or "param_groups" not in state_dict:
+            raise ValueError("load_state_dict: expected a dict with 'state' and 'param_groups' "
+                             "(what optimizer.state_dict() returns)")
+        saved_groups = state_dict["param_groups"]
+        if len(saved_groups) != len(self.param_groups):
+            raise ValueError(f"load_state_dict: the loaded state dict has {len(saved_groups)} parameter "
+                             f"group(s), but this optimizer has {len(self.param_groups)}")
+        id_map = {}
+        for gi, (group, saved) in enumerate(zip(self.param_groups, saved_groups)):
+            if len(saved["params"]) != len(group["params"]):
+                raise ValueError(f"load_state_dict: parameter group {gi} of the loaded state dict has "
+                                 f"{len(saved['params'])} parameter(s), but this optimizer's group {gi} has "
+                                 f"{len(group['params'])}")
+            for index, p in zip(saved["params"], group["params"]):
+                id_map[int(index)] = p
+        new_state, pending = {}, {}
+        for key, entry in state_dict["state"].items():
+            index = int(key)
+            if index not in id_map:
+                raise ValueError(f"load_state_dict: the state holds parameter index {index}, which is in none "
+                                 f"of the loaded parameter groups (indices {sorted(id_map)})")
+            p = id_map[index]
+            entry = self._import_entry(entry)
+            if _is_lazy(p):
+                pending[p] = (index, entry)
+            else:
+                new_state[p] = self._cast_entry(p, index, entry)
+        for group, saved in zip(self.param_groups, saved_groups):
+            params = group["params"]
+            group.clear()
+            group.update({k: v for k, v in saved.items() if k != "params"})
+            group["params"] = params
+        self.state, self._pending = new_state, pending
+        self._forget_plans()
+
+    def _import_entry(self, entry):
+        """A loaded state entry as raw arrays and an int step."""
+        out = {}
+        for key, value in entry.items():
+            if isinstance(value, Tensor):
+                value = value.data
+            if key == "step":
+                value = int(round(float(value.item() if hasattr(value, "item") else value)))
+            if value is not None:          # PyTorch may store momentum_buffer=None: same as absent
+                out[key] = value
+        if "step" not in out:            # PyTorch's SGD saves only momentum buffers: they have seen a step
+            out["step"] = 1 if any(hasattr(v, "shape") for v in out.values()) else 0
+        return out
+
+    def _cast_entry(self, p, index, entry):
+        d = p.data
+        dev = backend.device_of(d)
+        out = {}
+        for key, value in entry.items():
+            if hasattr(value, "shape"):
+                if tuple(value.shape) != tuple(d.shape):
+                    raise ValueError(f"load_state_dict: state {key!r} of parameter {index} has shape "
+                                     f"{tuple(value.shape)}, but the parameter has shape {tuple(d.shape)}")
+                dtype = d.dtype if value.dtype.kind == "f" else None
+                value = backend.to_device(value, dev, dtype=dtype, copy=True)
+            out[key] = value
+        return out
+
+    def _adopt_pending(self):
+        """Move loaded state of parameters that were lazy at load time into place once they have data."""
+        for p, (index, entry) in list(self._pending.items()):
+            if not _is_lazy(p):
+                self.state[p] = self._cast_entry(p, index, entry)
+                del self._pending[p]
+                self._forget_plans()
+
+    # --- display ------------------------------------------------------------------------------------------
+    def __repr__(self):
+        lines = [f"{type(self).__name__} ("]
+        for i, group in enumerate(self.param_groups):
+            lines.append(f"Parameter Group {i}")
+            for key in sorted(k for k in group if k != "params"):
+                lines.append(f"    {key}: {group[key]}")
+        lines.append(")")
+        return "\n".join(lines)
