@@ -16,7 +16,7 @@ class build_py_with_kernels(build_py):
         super().run()
         target = os.path.join(self.build_lib, "tinylazy", "kernels")
         os.makedirs(target, exist_ok=True)
-        for path in glob.glob(os.path.join(HERE, "kernels", "*.cu")) + glob.glob(os.path.join(HERE, "kernels", "*.md")):
+        for path in [p for ext in ("*.cu", "*.cuh", "*.md") for p in glob.glob(os.path.join(HERE, "kernels", ext))]:
             shutil.copy(path, target)
 
 
