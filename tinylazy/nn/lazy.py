@@ -1,0 +1,296 @@
+"""The lazy machinery, written once for every layer.
+
+A layer with sizes that may be unknown declares three things (see `layers/linear.py`):
+
+- ``lazy_sizes``: the names of those sizes, e.g. ``("in_features",)``;
+- ``infer_sizes(x)``: validates an input and returns the sizes it implies, e.g. ``{"in_features": x.shape[-1]}``;
+- ``parameter_shapes()``: the shape of each parameter/buffer given the current sizes (None where unknown).
+
+Everything else happens here, the same way for every layer:
+
+1. `prepare(module, args)` runs before each forward of such a layer. It checks the input's dtype, asks
+   `infer_sizes`, compares with the sizes already fixed (a different size is a `ShapeError` naming the
+   module path, before any computation) and, on the first call, *materializes*: fixes the sizes, then
+   allocates every lazy tensor of the layer in place on the input's device with its floating dtype (an
+   explicit `module.to(...)` wins), then initializes (the layer's `reset_parameters`, its
+   ``weight_init=``/``bias_init=``, then the recorded `nn.init` calls). Validation comes before allocation.
+2. Every materialization is written to the *journal* of the current top-level call. If that call raises
+   anywhere, `rollback` makes every tensor it materialized lazy again and restores the sizes, so a failed
+   first call leaves the model exactly as it was.
+3. `trace` runs the forward on the meta device (shapes only): `materialize()` then allocates the real
+   arrays, and `summary()` reads the shapes and rolls back.
+"""
+import threading
+
+import numpy as np
+
+from .. import backend, autograd
+from .. import dtypes as _dt
+from ..errors import ShapeError
+from ..meta import MetaArray
+from ..tensor import Tensor
+from .parameter import LazyTensor, UninitializedParameterError, HINT, _DATA
+
+
+class _State(threading.local):
+    journal = None          # list of _Entry while a top-level call (or a trace) runs
+    trace = None            # a _Trace while materialize()/summary() traces on the meta device
+
+
+_state = _State()
+
+
+class _Entry:
+    """One materialization: the module, its sizes before, the tensors it allocated (and, in a trace, where
+    each one will really live)."""
+    __slots__ = ("module", "old_sizes", "tensors", "targets")
+
+    def __init__(self, module, old_sizes, tensors, targets=None):
+        self.module, self.old_sizes, self.tensors, self.targets = module, old_sizes, tensors, targets
+
+
+class _Trace:
+    __slots__ = ("device", "dtype")
+
+    def __init__(self, device, dtype):
+        self.device = None if device is None else backend.device(device)
+        self.dtype = _dt.to_dtype(dtype)
+
+
+def describe(module):
+    """How messages name a module: its path and type, e.g. ``Linear '0'`` (just the type for a root)."""
+    path = module.__dict__.get("_path") or ""
+    return f"{type(module).__name__} '{path}'" if path else type(module).__name__
+
+
+# --- 1. before each forward of a sized layer ------------------------------------------------------
+def prepare(module, args):
+    if not args:
+        return
+    x = args[0]
+    if not isinstance(x, Tensor):
+        if not (hasattr(x, "shape") and hasattr(x, "dtype")):
+            return                                        # not an array: let forward say what it wants
+        x = Tensor(x)                                     # a raw NumPy/CuPy array: look at it as a tensor
+    if module.needs_float and x.dtype.kind != "f":
+        raise TypeError(f"{describe(module)} needs a floating-point input, got {x.dtype}: convert it first, "
+                        f"e.g. x.float() (or x.to(tl.float64))")
+    sizes = module.infer_sizes(x)
+    missing = False
+    for name, got in sizes.items():
+        have = getattr(module, name)
+        if have is None:
+            missing = True
+        elif have != got:
+            raise ShapeError(f"{describe(module)}: expected an input with {name}={_size(have)}, got {_size(got)} "
+                             f"(input shape {x.shape}); the size was fixed by the first input, or at "
+                             f"construction, and inference happens once")
+    pending = lazy_members(module)
+    if missing or pending:
+        materialize_module(module, sizes, pending, x)
+    elif _state.trace is None:
+        _check_device(module, x)
+
+
+def _size(v):
+    return tuple(v) if isinstance(v, list) else v
+
+
+def _check_device(module, x):
+    for t in module._parameters.values():
+        if t is not None:
+            a, b = t.data, x.data
+            kind = type(a)
+            if kind is type(b) and (kind is np.ndarray or kind is MetaArray or a.device == b.device):
+                return                                    # the same device (the fast, common case)
+            dev, got = t.device, x.device
+            if dev != got:
+                raise RuntimeError(f"{describe(module)}: the input is on {got} but the parameters are on {dev}; "
+                                   f"nothing is moved silently: move the input (x.to('{dev}')) or the model "
+                                   f"(model.to('{got}'))")
+            return
+
+
+def lazy_members(module):
+    """[(name, tensor)] of the module's own parameters and buffers that are still lazy."""
+    out = []
+    for d in (module._parameters, module._buffers):
+        for name, t in d.items():
+            if isinstance(t, LazyTensor):
+                try:
+                    _DATA.__get__(t)
+                except AttributeError:                    # the empty slot of a lazy tensor
+                    out.append((name, t))
+    return out
+
+
+def materialize_module(module, sizes, pending, x):
+    """Fix `sizes`, allocate `pending` lazy tensors in place (on x's device/dtype unless placed), init."""
+    old = {name: getattr(module, name) for name in sizes}
+    for name, value in sizes.items():
+        setattr(module, name, value)
+    try:
+        shapes = module.parameter_shapes()
+        trace = _state.trace
+        arrays, targets = [], []
+        for name, t in pending:
+            shape = shapes.get(name) if name in shapes else t.__dict__.get("_partial_shape")
+            if shape is None or any(s is None for s in shape):
+                raise RuntimeError(f"{describe(module)}: cannot tell the shape of '{name}' from the input "
+                                   f"(got {shape}); this is a bug in the layer's parameter_shapes()")
+            if trace is not None:         # trace with the input's dtype; allocate later with the target's
+                fixed = t.__dict__.get("_fixed_dtype")
+                final = fixed or trace.dtype or t._lazy_dtype(_dt.get_default_dtype())
+                targets.append((trace.device or t._lazy_device(backend.CPU), final))
+                arrays.append(MetaArray(shape, fixed or x.dtype))
+            else:
+                arrays.append(backend.empty(tuple(shape), t._lazy_dtype(x.dtype), t._lazy_device(x.device)))
+    except BaseException:
+        for name, value in old.items():
+            setattr(module, name, value)
+        raise
+    tensors = [t for _, t in pending]
+    for t, a in zip(tensors, arrays):
+        _DATA.__set__(t, a)
+    journal = _state.journal
+    if journal is not None:
+        journal.append(_Entry(module, old, tensors, targets if trace is not None else None))
+    if trace is None:
+        initialize(module, tensors)
+        _check_device(module, x)
+
+
+def initialize(module, tensors):
+    """Fill freshly allocated tensors: the layer's default init, its weight_init=/bias_init=, then the
+    `nn.init` calls recorded while the tensors were lazy (in the order they were made)."""
+    with autograd.no_grad():
+        reset = getattr(module, "reset_parameters", None)
+        if reset is not None:
+            reset()
+        for name, fn in module.__dict__.get("_initializers", {}).items():
+            t = getattr(module, name, None)
+            if fn is not None and t is not None and any(t is u for u in tensors):
+                fn(t)
+        for t in tensors:
+            for fn, a, kw in t.__dict__.get("_deferred", ()):
+                fn(t, *a, **kw)
+
+
+def refresh_partial_shapes(module):
+    """Give every lazy tensor of a sized layer its partial shape and the names of its unknown sizes."""
+    if not module._sized:
+        return
+    shapes = module.parameter_shapes()
+    unknown = tuple(f"{n} of {describe(module)}" for n in module.lazy_sizes if getattr(module, n) is None)
+    for name, t in lazy_members(module):
+        if name in shapes:
+            t._partial_shape = None if shapes[name] is None else tuple(shapes[name])
+        t._unknown = unknown
+
+
+# --- 2. the top-level call and its journal --------------------------------------------------------
+def root_call(module, args, kwargs):
+    """A top-level `module(...)`: run it; if it raises anywhere, undo every materialization it made."""
+    journal = _state.journal = []
+    try:
+        out = module._call_impl(args, kwargs)
+    except BaseException:
+        rollback(journal)
+        raise
+    finally:
+        _state.journal = None
+    for entry in journal:
+        for t in entry.tensors:
+            t.__dict__.pop("_deferred", None)
+    return out
+
+
+def rollback(journal):
+    for entry in reversed(journal):
+        for t in entry.tensors:
+            t._make_lazy()
+        for name, value in entry.old_sizes.items():
+            setattr(entry.module, name, value)
+        refresh_partial_shapes(entry.module)
+
+
+# --- 3. shape-only tracing on the meta device --------------------------------------------------------
+def as_meta_example(x, dtype):
+    """A meta tensor from a real tensor, a meta tensor, or a shape tuple."""
+    if isinstance(x, Tensor):
+        return Tensor(MetaArray(x.shape, x.dtype))
+    if isinstance(x, (tuple, list)) and all(isinstance(s, (int, np.integer)) for s in x):
+        return Tensor(MetaArray(tuple(x), _dt.to_dtype(dtype) or _dt.get_default_dtype()))
+    raise TypeError(f"materialize: an example must be a tensor (real or meta) or a shape tuple, got {x!r}")
+
+
+def trace(module, examples, device=None, dtype=None, keep=True, hooks=None):
+    """Run `module` on meta versions of `examples` (no activation memory, no FLOPs). Every lazy tensor the
+    forward reaches is given a meta array; then, if `keep`, real arrays on its target device (`device`, else
+    an explicit placement, else cpu) with `dtype` (else placement, else the default dtype), initialized;
+    if not `keep`, everything is rolled back. Returns the (meta) output."""
+    if _state.journal is not None:
+        raise RuntimeError("materialize()/summary() cannot run inside a forward call")
+    metas = [as_meta_example(x, dtype) for x in examples]
+    swapped = _swap_to_meta(module)
+    journal = _state.journal = []
+    _state.trace = _Trace(device, dtype)
+    handles = [m.register_forward_hook(h) for m, h in (hooks or ())]
+    try:
+        with autograd.no_grad():
+            out = module._call_impl(tuple(metas), {})
+    except BaseException:
+        rollback(journal)
+        raise
+    finally:
+        for h in handles:
+            h.remove()
+        _state.journal = _state.trace = None
+        for t, array in swapped:
+            _set_array(t, array)
+    if not keep:
+        rollback(journal)
+        return out
+    try:
+        for entry in journal:
+            for t, (dev, dt) in zip(entry.tensors, entry.targets):
+                _DATA.__set__(t, backend.empty(tuple(t.data.shape), dt, dev))
+            initialize(entry.module, entry.tensors)
+            for t in entry.tensors:
+                t.__dict__.pop("_deferred", None)
+    except BaseException:
+        rollback(journal)
+        raise
+    return out
+
+
+def _swap_to_meta(module):
+    """Give every materialized parameter/buffer a meta stand-in for the trace; returns what to restore."""
+    swapped, seen = [], set()
+    for m in module.modules():
+        for d in (m._parameters, m._buffers):
+            for t in d.values():
+                if t is None or id(t) in seen or (isinstance(t, LazyTensor) and t.is_lazy):
+                    continue
+                seen.add(id(t))
+                array = t.data
+                swapped.append((t, array))
+                _set_array(t, MetaArray(array.shape, array.dtype))
+    return swapped
+
+
+def _set_array(t, array):
+    if isinstance(t, LazyTensor):
+        _DATA.__set__(t, array)
+    else:
+        t.data = array
+
+
+def require_materialized(module, what):
+    """Raise the clear error for helpers that need real values (e.g. counting parameters)."""
+    lazy = [n for n, t in list(module.named_parameters()) + list(module.named_buffers())
+            if isinstance(t, LazyTensor) and t.is_lazy]
+    if lazy:
+        shown = ", ".join(lazy[:6]) + (", ..." if len(lazy) > 6 else "")
+        raise UninitializedParameterError(f"{what}: the model still has uninitialized (lazy) parameters "
+                                          f"({shown}): {HINT}")

@@ -1,0 +1,209 @@
+"""Parameters and buffers, with the lazy state.
+
+A *lazy* tensor is a tensor whose array does not exist yet: only a partial shape such as ``(256, None)``
+(None marks a size that the first input will tell). Laziness is a state of the object, not a class: the
+same `Parameter` object later receives its array in place, so optimizers, hooks and tied references made
+before the first forward stay valid.
+
+How the state is stored: `Tensor` keeps its array in the `data` slot. A lazy tensor simply leaves that slot
+*empty*. Reading an empty slot raises AttributeError, Python then asks `__getattr__("data")`, and that turns
+it into `UninitializedParameterError` with the parameter's path, its unknown sizes and the fix. Every
+property and op that needs values (`shape`, `numel()`, `x @ w`, ...) reads `data`, so all of them fail the
+same clear way, and materialized tensors pay nothing for it (the getter is the slot itself).
+"""
+import numpy as np
+
+from .. import backend
+from ..tensor import Tensor
+from .. import dtypes as _dt
+
+_DATA = Tensor.data          # the base class' member descriptor for the `data` slot
+
+HINT = ("run one forward on an example first (e.g. `net(X)`), or call `net.materialize(example)` "
+        "or `net.load_state_dict(...)`")
+
+
+class UninitializedParameterError(RuntimeError):
+    """A lazy parameter or buffer was asked for its values (or shape) before it was materialized."""
+
+
+def is_lazy(t):
+    """True for a Parameter/buffer that has no array yet."""
+    return isinstance(t, LazyTensor) and t.is_lazy
+
+
+def _fmt_shape(shape):
+    if shape is None:
+        return "?"
+    inner = ", ".join("?" if s is None else str(s) for s in shape)
+    return f"({inner},)" if len(shape) == 1 else f"({inner})"
+
+
+class LazyTensor(Tensor):
+    """A Tensor that may be lazy. Base of `Parameter` and `Buffer`.
+
+    Extra state (in the instance `__dict__`, which a subclass of a slotted class may have):
+    ``_partial_shape`` (sizes with None for unknowns), ``_place`` ({"device", "dtype"} asked for explicitly
+    with `module.to()` while lazy), ``_fixed_dtype`` (e.g. int64 for `num_batches_tracked`, never follows
+    the input), ``_deferred`` (recorded `nn.init` calls), ``_path`` (e.g. ``"0.weight"``, for messages) and
+    ``_unknown`` (the names of the sizes still missing, e.g. ``("in_features",)``).
+    """
+    _kind = "tensor"
+
+    # `data` reads the slot itself (fast: an empty slot falls through to __getattr__ below); assigning an
+    # array (or a tensor, whose array is taken) fills the slot, which also ends the lazy state.
+    def _set_data(self, value):
+        _DATA.__set__(self, value.data if isinstance(value, Tensor) else value)
+
+    data = property(_DATA.__get__, _set_data)
+
+    def __init__(self, data=None, requires_grad=False):
+        if data is None:
+            data = np.empty((0,), _dt.get_default_dtype())
+        super().__init__(data, requires_grad=False)
+        self.requires_grad = False
+        if requires_grad:
+            self.requires_grad_(True)
+
+    @classmethod
+    def lazy(cls, partial_shape, dtype=None, requires_grad=None):
+        """A lazy tensor of shape `partial_shape` (None for unknown sizes; the whole shape may be None).
+        `dtype` fixes the dtype (otherwise it follows the first input, or an explicit placement)."""
+        t = cls.__new__(cls)
+        t.grad, t.grad_fn, t._out_index, t._retains_grad = None, None, 0, False
+        t.requires_grad = cls._default_requires_grad if requires_grad is None else bool(requires_grad)
+        t._partial_shape = None if partial_shape is None else tuple(partial_shape)
+        t._fixed_dtype = None if dtype is None else np.dtype(dtype)
+        return t
+
+    _default_requires_grad = False
+
+    # --- the lazy state -----------------------------------------------------------------------------
+    @property
+    def is_lazy(self):
+        try:
+            _DATA.__get__(self)
+            return False
+        except AttributeError:
+            return True
+
+    @property
+    def partial_shape(self):
+        """The shape with None for sizes not known yet (the full shape once materialized)."""
+        if not self.is_lazy:
+            return tuple(_DATA.__get__(self).shape)
+        return self.__dict__.get("_partial_shape")
+
+    def __getattr__(self, name):
+        # only reached when normal lookup failed: for `data`, that means the slot is empty (lazy)
+        if name == "data":
+            raise UninitializedParameterError(self._uninitialized_message())
+        raise AttributeError(f"{type(self).__name__!r} object has no attribute {name!r}")
+
+    def _uninitialized_message(self):
+        d = self.__dict__
+        path = d.get("_path")
+        what = f"{self._kind} '{path}'" if path else f"this {self._kind}"
+        shape = _fmt_shape(d.get("_partial_shape"))
+        unknown = d.get("_unknown") or ()
+        sizes = f"unknown size(s): {', '.join(unknown)}" if unknown else "its sizes are not known yet"
+        return (f"{what} is uninitialized (lazy, shape {shape}; {sizes}), so it has no values, shape or "
+                f"device yet. The sizes are inferred from the first input: {HINT}.")
+
+    def _make_lazy(self):
+        """Back to the lazy state (used to roll back a failed first call)."""
+        if not self.is_lazy:
+            _DATA.__delete__(self)
+        self.grad = None
+
+    def _lazy_dtype(self, default):
+        """The dtype to allocate with: fixed > explicitly placed > `default` (the input's)."""
+        d = self.__dict__
+        if d.get("_fixed_dtype") is not None:
+            return d["_fixed_dtype"]
+        place = d.get("_place") or {}
+        return place.get("dtype") or default
+
+    def _lazy_device(self, default):
+        place = self.__dict__.get("_place") or {}
+        return place.get("device") or default
+
+    # --- what a lazy tensor can still answer ----------------------------------------------------------
+    @property
+    def dtype(self):
+        if self.is_lazy:
+            d = self.__dict__
+            dt = d.get("_fixed_dtype") or (d.get("_place") or {}).get("dtype")
+            if dt is None:
+                raise UninitializedParameterError(self._uninitialized_message())
+            return dt
+        return _DATA.__get__(self).dtype
+
+    @property
+    def device(self):
+        if self.is_lazy:
+            dev = (self.__dict__.get("_place") or {}).get("device")
+            if dev is None:
+                raise UninitializedParameterError(self._uninitialized_message())
+            return dev
+        return backend.device_of(_DATA.__get__(self))
+
+    def requires_grad_(self, requires_grad=True):
+        if self.is_lazy:                    # no dtype to check yet; floats are allocated for parameters
+            self.requires_grad = bool(requires_grad)
+            return self
+        return super().requires_grad_(requires_grad)
+
+    def __repr__(self):
+        name = type(self).__name__
+        if self.is_lazy:
+            return f"{name}(shape={_fmt_shape(self.__dict__.get('_partial_shape'))}, lazy)"
+        return self._materialized_repr()
+
+    def _materialized_repr(self):
+        return Tensor.__repr__(self)
+
+    # --- copy and pickle: rebuild from (array or None, requires_grad, grad, extra state) -------------
+    def __reduce_ex__(self, protocol):
+        data = None if self.is_lazy else _DATA.__get__(self)
+        return (_rebuild, (type(self), data, self.requires_grad, self.grad, dict(self.__dict__)))
+
+
+def _rebuild(cls, data, requires_grad, grad, state):
+    t = cls.__new__(cls)
+    t.grad, t.grad_fn, t._out_index, t._retains_grad = grad, None, 0, False
+    t.requires_grad = requires_grad
+    if data is not None:
+        _DATA.__set__(t, data)
+    t.__dict__.update(state)
+    return t
+
+
+class Parameter(LazyTensor):
+    """`nn.Parameter(tensor, requires_grad=True)`: a tensor that a Module registers as learnable.
+
+    It shares the array of `tensor`. `Parameter.lazy((256, None))` makes a lazy one (see the module doc).
+    """
+    _kind = "parameter"
+    _default_requires_grad = True
+
+    def __init__(self, data=None, requires_grad=True):
+        if isinstance(data, LazyTensor) and data.is_lazy:
+            raise UninitializedParameterError(data._uninitialized_message())
+        super().__init__(data, requires_grad=requires_grad)
+
+    def _materialized_repr(self):
+        return "Parameter containing:\n" + Tensor.__repr__(self)
+
+
+class Buffer(LazyTensor):
+    """A tensor a Module keeps in its state (e.g. BatchNorm's running mean), not trained.
+
+    `self.x = nn.Buffer(t)` registers it as a buffer; `Buffer.lazy((None,))` makes a lazy buffer.
+    """
+    _kind = "buffer"
+    persistent = True
+
+    def __init__(self, data=None, persistent=True):
+        super().__init__(data, requires_grad=False)
+        self.persistent = persistent
