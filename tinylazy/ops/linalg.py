@@ -1,0 +1,137 @@
+"""Matrix products: matmul (with PyTorch's rules for 1-d operands and broadcast batch dims), mm, bmm,
+dot, outer.
+
+For C = A @ B the gradients are dA = dC @ B^T and dB = A^T @ dC. A 1-d operand is treated as a matrix
+with a size-1 dim inserted (a row vector on the left, a column vector on the right) that the result
+then drops; backward puts that dim back into the gradient and takes it out of the answer. Broadcast
+batch dims are summed back with `unbroadcast`, except in the common case "batched @ matrix" where
+dB = A^T @ dC is one big product over the flattened batch instead of a batch of products and a sum.
+"""
+import math
+
+from ..autograd import Function, unbroadcast
+from ..backend import xp_of
+from ..errors import ShapeError
+from ..tensor import Tensor
+from .elementwise import as_tensor_operand, mul
+from .shape import reshape
+
+
+def _mT(a):
+    """Swap the last two dims (a view)."""
+    return a.T if a.ndim == 2 else xp_of(a).swapaxes(a, -1, -2)
+
+
+class MatMul(Function):
+    """C = A @ B (NumPy's matmul: batched, broadcasting, 1-d operands promoted). Saves A and B.
+    Both gradients are new products, so the engine may keep them without a copy."""
+    fresh_grads = True
+
+    def forward(self, a, b):
+        self.a, self.b = a, b
+        return a @ b
+
+    def backward(self, g):
+        a, b = self.a, self.b
+        na, nb = self.needs_input_grad
+        if a.ndim == 2 and b.ndim == 2:                               # the common case first
+            return (g @ b.T if na else None), (a.T @ g if nb else None)
+        a2 = a.reshape((1,) + a.shape) if a.ndim == 1 else a           # row vector
+        b2 = b.reshape(b.shape + (1,)) if b.ndim == 1 else b           # column vector
+        if a.ndim == 1:
+            g = g.reshape(g.shape[:-1] + (1,) + g.shape[-1:]) if b.ndim > 1 else g.reshape(1, 1)
+        if b.ndim == 1:
+            g = g.reshape(g.shape + (1,)) if a.ndim > 1 else g
+        ga = gb = None
+        if na:
+            ga = unbroadcast(g @ _mT(b2), a2.shape).reshape(a.shape)
+        if nb:
+            if b2.ndim == 2 and a2.ndim > 2:                           # batched @ matrix: one product
+                rows, k, m = math.prod(a2.shape[:-1]), a2.shape[-1], g.shape[-1]
+                gb = a2.reshape(rows, k).T @ g.reshape(rows, m)
+            else:
+                gb = unbroadcast(_mT(a2) @ g, b2.shape)
+            gb = gb.reshape(b.shape)
+        return ga, gb
+
+
+def _operand(x, op):
+    if isinstance(x, Tensor):
+        return x
+    if isinstance(x, (int, float, bool, complex)):
+        raise ShapeError(f"{op}: both arguments need at least one dimension, got a Python number")
+    return as_tensor_operand(x, None, op)
+
+
+def matmul(a, b):
+    """Matrix product with PyTorch's rules: 1-d @ 1-d is a dot product, a 1-d operand on the left (right)
+    is a row (column) vector whose dim the result drops, and batch dims broadcast."""
+    a, b = _operand(a, "matmul"), _operand(b, "matmul")
+    try:
+        return MatMul.apply(a, b)
+    except ValueError:
+        raise _mismatch("matmul", a.shape, b.shape) from None
+
+
+def _mismatch(op, sa, sb):
+    if not sa or not sb:
+        return ShapeError(f"{op}: both arguments need at least one dimension, got shapes {sa} and {sb}")
+    k1, k2 = sa[-1], (sb[-2] if len(sb) > 1 else sb[0])
+    if k1 != k2:
+        return ShapeError(f"{op}: shapes {sa} and {sb} cannot be multiplied (inner sizes {k1} != {k2})")
+    return ShapeError(f"{op}: the batch dims of shapes {sa} and {sb} do not broadcast "
+                      f"({sa[:-2]} vs {sb[:-2]})")
+
+
+def mm(a, b):
+    """Product of two matrices (2-d tensors only, no broadcasting)."""
+    a, b = _operand(a, "mm"), _operand(b, "mm")
+    if a.ndim != 2 or b.ndim != 2:
+        raise ShapeError(f"mm: expects two matrices (2-d), got shapes {a.shape} and {b.shape}")
+    if a.shape[1] != b.shape[0]:
+        raise _mismatch("mm", a.shape, b.shape)
+    return MatMul.apply(a, b)
+
+
+def bmm(a, b):
+    """Batched product of (B, n, k) and (B, k, m) tensors (same B, no broadcasting)."""
+    a, b = _operand(a, "bmm"), _operand(b, "bmm")
+    if a.ndim != 3 or b.ndim != 3:
+        raise ShapeError(f"bmm: expects two 3-d tensors, got shapes {a.shape} and {b.shape}")
+    if a.shape[0] != b.shape[0] or a.shape[2] != b.shape[1]:
+        raise ShapeError(f"bmm: shapes {a.shape} and {b.shape} do not fit: expected (B, n, k) and (B, k, m) "
+                         "with the same B and k")
+    return MatMul.apply(a, b)
+
+
+def dot(a, b):
+    """Dot product of two 1-d tensors of the same size."""
+    a, b = _operand(a, "dot"), _operand(b, "dot")
+    if a.ndim != 1 or b.ndim != 1 or a.shape != b.shape:
+        raise ShapeError(f"dot: expects two 1-d tensors of the same size, got shapes {a.shape} and {b.shape}")
+    return MatMul.apply(a, b)
+
+
+vdot = dot
+
+
+def mv(a, b):
+    """Matrix (n, k) times vector (k,)."""
+    a, b = _operand(a, "mv"), _operand(b, "mv")
+    if a.ndim != 2 or b.ndim != 1 or a.shape[1] != b.shape[0]:
+        raise ShapeError(f"mv: expects a matrix (n, k) and a vector (k,), got shapes {a.shape} and {b.shape}")
+    return MatMul.apply(a, b)
+
+
+def outer(a, b):
+    """Outer product of two 1-d tensors: out[i, j] = a[i] * b[j]."""
+    a, b = _operand(a, "outer"), _operand(b, "outer")
+    if a.ndim != 1 or b.ndim != 1:
+        raise ShapeError(f"outer: expects two 1-d tensors, got shapes {a.shape} and {b.shape}")
+    return mul(reshape(a, -1, 1), reshape(b, 1, -1))
+
+
+ger = outer
+
+METHODS = ("matmul", "mm", "bmm", "dot", "vdot", "mv", "outer", "ger")
+__all__ = METHODS
