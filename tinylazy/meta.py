@@ -110,6 +110,49 @@ class MetaArray(NDArrayOperatorsMixin):
     def fill(self, value):
         return None
 
+    # reductions as methods (NumPy's functions dispatch back to the handlers below)
+    def sum(self, *args, **kwargs):
+        return np.sum(self, *args, **kwargs)
+
+    def mean(self, *args, **kwargs):
+        return np.mean(self, *args, **kwargs)
+
+    def max(self, *args, **kwargs):
+        return np.max(self, *args, **kwargs)
+
+    def min(self, *args, **kwargs):
+        return np.min(self, *args, **kwargs)
+
+    def prod(self, *args, **kwargs):
+        return np.prod(self, *args, **kwargs)
+
+    def var(self, *args, **kwargs):
+        return np.var(self, *args, **kwargs)
+
+    def std(self, *args, **kwargs):
+        return np.std(self, *args, **kwargs)
+
+    def any(self, *args, **kwargs):
+        return np.any(self, *args, **kwargs)
+
+    def all(self, *args, **kwargs):
+        return np.all(self, *args, **kwargs)
+
+    def argmax(self, *args, **kwargs):
+        return np.argmax(self, *args, **kwargs)
+
+    def argmin(self, *args, **kwargs):
+        return np.argmin(self, *args, **kwargs)
+
+    def swapaxes(self, a, b):
+        return np.swapaxes(self, a, b)
+
+    def squeeze(self, axis=None):
+        return np.squeeze(self, axis)
+
+    def clip(self, lo=None, hi=None, **kwargs):
+        return MetaArray(self.shape, self.dtype)
+
     def __getitem__(self, index):
         return MetaArray(_shadow(self)[_index_shadow(index)].shape, self.dtype)
 
@@ -247,10 +290,18 @@ def _shape_function(func):
     return handler
 
 
+@_handles(np.take_along_axis)
+def _take_along_axis(arr, indices, axis=-1):
+    shape = list(np.broadcast_shapes(tuple(1 if i == axis % arr.ndim else n for i, n in enumerate(arr.shape)),
+                                     tuple(1 if i == axis % arr.ndim else n for i, n in enumerate(indices.shape))))
+    shape[axis % arr.ndim] = indices.shape[axis % arr.ndim]
+    return MetaArray(shape, arr.dtype)
+
+
 for _f in (np.reshape, np.transpose, np.moveaxis, np.swapaxes, np.expand_dims, np.squeeze, np.broadcast_to,
            np.broadcast_arrays, np.concatenate, np.stack, np.split, np.array_split, np.flip, np.repeat,
-           np.tile, np.take_along_axis, np.diagonal, np.tril, np.triu, np.atleast_1d, np.ravel, np.copy,
-           np.ascontiguousarray, np.asarray, np.array, np.pad, np.roll, np.lib.stride_tricks.sliding_window_view):
+           np.tile, np.diagonal, np.tril, np.triu, np.atleast_1d, np.ravel, np.copy,
+           np.ascontiguousarray, np.pad, np.roll, np.lib.stride_tricks.sliding_window_view):
     _FUNCTIONS[_f] = _shape_function(_f)
 
 
