@@ -1,0 +1,140 @@
+"""The main job: a lazy LeNet (or MLP) trained on Fashion-MNIST.
+
+    python -m tinylazy.demo [--model lenet|mlp] [--device cpu|cuda] [--epochs N] [--batch-size B]
+                            [--lr LR] [--full] [--save PATH] [--resume PATH]
+
+Every layer is lazy: the model is written without a single input size. The demo prints it before and
+after the first forward (the sizes appear), a summary table, then trains with a progress line and ends
+with `test accuracy: 0.xxxx`.
+"""
+import argparse
+import sys
+import time
+
+import tinylazy as tl
+from tinylazy import nn, optim
+from tinylazy.datasets import FashionMNIST
+from tinylazy.utils.data import DataLoader
+
+
+def lenet():
+    """d2l's LeNet with batch normalization, written from lazy layers only."""
+    return nn.Sequential(
+        nn.LazyConv2d(6, kernel_size=5, padding=2), nn.LazyBatchNorm2d(), nn.ReLU(), nn.MaxPool2d(2, 2),
+        nn.LazyConv2d(16, kernel_size=5), nn.LazyBatchNorm2d(), nn.ReLU(), nn.MaxPool2d(2, 2),
+        nn.Flatten(),
+        nn.LazyLinear(120), nn.LazyBatchNorm1d(), nn.ReLU(),
+        nn.LazyLinear(84), nn.LazyBatchNorm1d(), nn.ReLU(),
+        nn.LazyLinear(10))
+
+
+def mlp():
+    """A two-hidden-layer MLP, also from lazy layers."""
+    return nn.Sequential(nn.Flatten(), nn.LazyLinear(256), nn.ReLU(), nn.Dropout(0.1),
+                         nn.LazyLinear(128), nn.ReLU(), nn.LazyLinear(10))
+
+
+MODELS = {"lenet": lenet, "mlp": mlp}
+
+
+def parse_args(argv):
+    p = argparse.ArgumentParser(prog="python -m tinylazy.demo", description=__doc__.split("\n")[0])
+    p.add_argument("--model", choices=sorted(MODELS), default="lenet")
+    p.add_argument("--device", default="cpu", help="cpu or cuda (default cpu)")
+    p.add_argument("--epochs", type=int, default=8)
+    p.add_argument("--batch-size", type=int, default=64)
+    p.add_argument("--lr", type=float, default=2e-3, help="Adam learning rate")
+    p.add_argument("--full", action="store_true", help="use the full Fashion-MNIST if it is installed")
+    p.add_argument("--save", metavar="PATH", help="write a checkpoint (model + optimizer) after training")
+    p.add_argument("--resume", metavar="PATH", help="start from a checkpoint written by --save")
+    p.add_argument("--seed", type=int, default=0)
+    return p.parse_args(argv)
+
+
+def evaluate(net, loader):
+    net.eval()
+    correct = total = 0
+    with tl.no_grad():
+        for X, y in loader:
+            correct += int((net(X).argmax(dim=1) == y).sum())
+            total += len(y)
+    net.train()
+    return correct / max(total, 1)
+
+
+class Progress:
+    """One line per epoch, redrawn in place on a terminal: batches/s and the running loss."""
+
+    def __init__(self, epoch, epochs, total):
+        self.epoch, self.epochs, self.total = epoch, epochs, total
+        self.start = time.perf_counter()
+        self.tty = sys.stdout.isatty()
+
+    def line(self, done, loss):
+        rate = done / max(time.perf_counter() - self.start, 1e-9)
+        width = 24
+        bar = "#" * (width * done // self.total) + "." * (width - width * done // self.total)
+        return f"epoch {self.epoch}/{self.epochs} [{bar}] {done}/{self.total} batches, {rate:.0f} batches/s, loss {loss:.4f}"
+
+    def update(self, done, loss):
+        if self.tty:
+            print("\r" + self.line(done, loss), end="", flush=True)
+
+    def finish(self, done, loss, extra):
+        print(("\r" if self.tty else "") + self.line(done, loss) + extra, flush=True)
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    tl.manual_seed(args.seed)
+    device = tl.device(args.device)
+    train = FashionMNIST(train=True, subset=not args.full)
+    test = FashionMNIST(train=False, subset=not args.full)
+    print(f"data: {train.describe()}; {len(train)} train / {len(test)} test images")
+    train_loader = DataLoader(train, batch_size=args.batch_size, shuffle=True, device=device)
+    test_loader = DataLoader(test, batch_size=512, device=device)
+
+    net = MODELS[args.model]()
+    print("\nthe model as written (every size still unknown):")
+    print(net)
+    optimizer = optim.Adam(net.parameters(), lr=args.lr)     # built before the first forward: rule 12
+
+    X0, _ = next(iter(train_loader))
+    if args.resume:
+        state = tl.load(args.resume, map_location=str(device))
+        net.load_state_dict(state["model"])                 # materializes the lazy model from the checkpoint
+        optimizer.load_state_dict(state["optimizer"])
+        print(f"\nresumed from {args.resume} (epoch {state['epoch']})")
+    else:
+        net(X0[:2])                                          # the first forward infers every size
+    print("\nafter the first forward:")
+    print(net)
+    print()
+    print(net.summary(X0[:1]))
+
+    scheduler = optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=args.epochs * len(train_loader))
+    print()
+    for epoch in range(1, args.epochs + 1):
+        progress = Progress(epoch, args.epochs, len(train_loader))
+        running = 0.0
+        for i, (X, y) in enumerate(train_loader, 1):
+            loss = nn.functional.cross_entropy(net(X), y)
+            optimizer.zero_grad()
+            loss.backward()
+            optimizer.step()
+            scheduler.step()
+            running += (float(loss) - running) / min(i, 20)
+            if i % 10 == 0:
+                progress.update(i, running)
+        seconds = time.perf_counter() - progress.start
+        progress.finish(len(train_loader), running,
+                        f", {len(train) / seconds:.0f} images/s, test acc {evaluate(net, test_loader):.4f}")
+
+    if args.save:
+        tl.save({"model": net.state_dict(), "optimizer": optimizer.state_dict(), "epoch": args.epochs}, args.save)
+        print(f"saved checkpoint to {args.save}")
+    print(f"test accuracy: {evaluate(net, test_loader):.4f}")
+
+
+if __name__ == "__main__":
+    main()
