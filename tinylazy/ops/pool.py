@@ -82,7 +82,7 @@ def _layout(a):
 def _new(xp, shape, dtype, layout, zero):
     """A new array of `shape` whose memory order follows `layout` (see _layout); zeroed when `zero`."""
     buf = (xp.zeros if zero else xp.empty)(tuple(shape[k] for k in layout), dtype)
-    return buf.transpose(tuple(np.argsort(layout)))
+    return buf.transpose(tuple(int(k) for k in np.argsort(layout)))
 
 
 def _check_input(op, input):
@@ -156,10 +156,10 @@ def _winning_taps(xp, xpad, out, taps):
     first tap equal to the max, or the last NaN tap of a window that holds NaN."""
     arg = xp.zeros(out.shape, np.int64)
     for k in reversed(range(len(taps))):                 # the first equal tap is written last
-        xp.copyto(arg, k, where=xpad[..., taps[k][2], taps[k][3]] == out)
+        arg[xpad[..., taps[k][2], taps[k][3]] == out] = k
     for k, (i, j, rows, cols) in enumerate(taps):         # NaN: the last NaN tap wins
         win = xpad[..., rows, cols]
-        xp.copyto(arg, k, where=win != win)
+        arg[win != win] = k
     return arg
 
 
