@@ -31,8 +31,8 @@ setup(
     long_description_content_type="text/markdown",
     license="MIT",
     python_requires=">=3.10",
-    packages=find_packages(include=["tinylazy", "tinylazy.*"]),
-    package_data={"tinylazy": ["data/*.gz", "data/*.txt"]},
+    packages=find_packages(include=["tinylazy", "tinylazy.*"]) + ["tinylazy.data"],
+    package_data={"tinylazy.data": ["*.gz", "*.txt"]},
     include_package_data=True,
     install_requires=["numpy>=1.26"],
     extras_require={

@@ -25,3 +25,13 @@ def _seed_and_restore():
     tl.manual_seed(0)
     yield
     tl.set_default_dtype(tl.float32)
+
+
+def pytest_terminal_summary(terminalreporter):
+    """Say plainly which devices ran, so absent cuda cases are never silently absent."""
+    if tl.cuda.is_available():
+        terminalreporter.write_line(f"tinylazy devices tested: {', '.join(_devices())} (GPUs: {tl.cuda.device_count()})")
+    else:
+        skipped = len(terminalreporter.stats.get("skipped", []))
+        terminalreporter.write_line(f"tinylazy devices tested: cpu, meta; the cuda cases are skipped (no GPU or no CuPy "
+                                    f"on this machine): {skipped} skips in all")
