@@ -1,0 +1,306 @@
+"""Side-by-side CPU timings: tinylazy vs hand-written NumPy (the floor) vs PyTorch CPU (the peer).
+
+    python bench/compare.py                   # every workload at 2 then 1 threads, ~4-5 minutes on 2 cores
+    python bench/compare.py --quick           # fewer rounds (a smoke run, ~1-2 minutes; writes nothing)
+    python bench/compare.py --only mlp lenet  # workloads whose name contains one of these words
+    python bench/compare.py --threads 2       # thread counts, the same for NumPy's BLAS and torch
+
+Environment, set in this process only, before NumPy and torch load (the result file records what was
+found and what was used; `--keep-env` changes nothing):
+- OPENBLAS_CORETYPE and OPENBLAS_L2_SIZE are removed, both together (some machines set them for old
+  OpenBLAS builds; they slow a current NumPy): OpenBLAS then picks its kernel itself, and the kernel it
+  picked is recorded (threadpoolctl). The same as `env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE`.
+- OMP_WAIT_POLICY=PASSIVE (torch's OpenMP pool) and OPENBLAS_THREAD_TIMEOUT=4 (NumPy's OpenBLAS pool), unless
+  already set: with more than one thread, each library's idle workers otherwise spin for a while after every
+  call (OpenBLAS's default is 2^28 cycles, ~0.1 s), and in an interleaved run those spinning threads steal
+  the cores from whichever library runs next. Measured here at batch 32, 2 threads: tinylazy 3.7 ms, NumPy
+  1.0 ms, torch 3.4 ms with the defaults; 1.8 / 1.0 / 2.5 ms with both set (1-thread runs are unaffected).
+
+How it measures. Every workload is built three ways from the same weights and data (workloads.py), and checked
+first: the implementations must agree (loss, gradients, updated weights, shapes, batches) or the script stops.
+Then, after a warm-up, the implementations run *interleaved*, the order rotating each round (a, b, c, then b,
+c, a, then c, a, b, ...), so a slow spell of a shared machine hits all of them alike; each sample times
+`inner` back-to-back calls (enough to take about a millisecond), and the table reports the median time per
+call over all rounds, with the ratios tinylazy/torch and tinylazy/numpy of those medians. First-forward cases
+build a fresh lazy model before each call, untimed.
+
+The table, with the machine (CPU, cores, load), versions, BLAS (threadpoolctl), thread counts and the
+OpenBLAS variables, is printed and written to bench/results/cpu-<date>.md.
+"""
+import argparse
+import datetime
+import gc
+import os
+import platform
+import statistics
+import sys
+import time
+
+FOUND_ENV = {k: os.environ.get(k) for k in
+             ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE", "OMP_WAIT_POLICY", "OPENBLAS_THREAD_TIMEOUT")}
+if "--keep-env" not in sys.argv:                 # before NumPy and torch read them (see the docstring)
+    os.environ.pop("OPENBLAS_CORETYPE", None)
+    os.environ.pop("OPENBLAS_L2_SIZE", None)
+    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+    os.environ.setdefault("OPENBLAS_THREAD_TIMEOUT", "4")
+
+import numpy as np  # noqa: E402
+
+import workloads as W  # noqa: E402
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+TARGETS = {"mlp-b256": ("<= 1.0", "<= 1.15"), "mlp-b32": ("<= 1.0", None), "chain20-4x4": ("<= 0.8", None),
+           "lenet-b64": ("<= 1.5", None), "adam-100": ("<= 1.0", None)}
+
+
+# --- what to run ------------------------------------------------------------------------------------
+def workload_table():
+    """(name, what it is, builder, check): builders return {impl: Case}; checks assert the impls agree."""
+    rows = [("chain20-4x4", "20 elementwise ops on 4x4 + backward", W.chain20, W.check_chain20)]
+    for b in (1, 32, 256, 1024):
+        rows.append((f"mlp-b{b}", f"MLP 784-256-10 train step, batch {b}", lambda b=b: W.mlp_step(b),
+                     lambda b=b: W.check_mlp(b)))
+    for b in (64, 256):
+        rows.append((f"lenet-b{b}", f"LeNet (ReLU, MaxPool) train step, batch {b}", lambda b=b: W.lenet_step(b),
+                     lambda b=b: W.check_lenet(b)))
+    rows.append(("adam-100", "Adam step, 100 params (50x Linear(32,32)); torch foreach=True",
+                 lambda: W.adam_step(("foreach", "default"))[0], W.check_adam))
+    rows.append(("dataloader-b64", "one shuffled epoch, Fashion-MNIST subset (2,000), batch 64",
+                 W.dataloader_epoch, lambda: W.check_dataloader(W.dataloader_epoch())))
+    rows.append(("lazy-lenet-b64", "lazy LeNet forward, batch 64", lambda: W.first_forward("lenet", 64),
+                 lambda: W.check_first_forward("lenet", 64)))
+    rows.append(("lazy-mlp-b32", "lazy MLP forward, batch 32", lambda: W.first_forward("mlp", 32),
+                 lambda: W.check_first_forward("mlp", 32)))
+    return rows
+
+
+# --- timing ------------------------------------------------------------------------------------------
+def time_interleaved(cases, budget_s, min_rounds, max_rounds, target_sample_s=1e-3):
+    """Median seconds per call of each case, the cases interleaved round by round."""
+    names = list(cases)
+    inner = {}
+    for name in names:                                 # warm up, and size each sample
+        case = cases[name]
+        t_end, calls, spent = time.perf_counter() + max(0.05, budget_s / 20), 0, 0.0
+        while True:
+            args = case.setup() if case.setup else ()
+            t0 = time.perf_counter()
+            case.run(*args)
+            spent += time.perf_counter() - t0
+            calls += 1
+            if calls >= 3 and time.perf_counter() > t_end:
+                break
+        per_call = spent / calls
+        inner[name] = 1 if case.setup else max(1, min(1000, int(target_sample_s / max(per_call, 1e-9))))
+    samples = {name: [] for name in names}
+    deadline = time.perf_counter() + budget_s
+    rounds = 0
+    while rounds < max_rounds and (rounds < min_rounds or time.perf_counter() < deadline):
+        k = rounds % len(names)                        # rotate: each case follows each other case equally
+        for name in names[k:] + names[:k]:
+            case, n = cases[name], inner[name]
+            if case.setup:
+                args = case.setup()
+                t0 = time.perf_counter()
+                case.run(*args)
+                samples[name].append(time.perf_counter() - t0)
+            else:
+                run = case.run
+                t0 = time.perf_counter()
+                for _ in range(n):
+                    run()
+                samples[name].append((time.perf_counter() - t0) / n)
+        rounds += 1
+    return {name: statistics.median(s) for name, s in samples.items()}, rounds, inner
+
+
+# --- the machine -------------------------------------------------------------------------------------
+def cpu_model():
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def blas_info():
+    try:
+        from threadpoolctl import threadpool_info
+    except ImportError:
+        return ["threadpoolctl not installed (pip install threadpoolctl, or tinylazy[bench])"]
+    lines = []
+    for d in threadpool_info():
+        lib = os.path.basename(d.get("filepath", "?"))
+        extra = f", kernel {d['architecture']}" if d.get("architecture") else ""
+        lines.append(f"{d.get('internal_api')} {d.get('version')} ({lib}): {d.get('num_threads')} threads "
+                     f"in the first section{extra}")
+    return lines
+
+
+def environment(threads):
+    import tinylazy
+    env = [f"- Machine: {cpu_model()}, {os.cpu_count()} logical cores "
+           f"({len(os.sched_getaffinity(0))} usable), {platform.system()} {platform.release()}",
+           f"- Python {platform.python_version()}, NumPy {np.__version__}, "
+           + (f"torch {W.torch.__version__}" if W.torch else "torch not installed")
+           + f", tinylazy {tinylazy.__version__}",
+           f"- Threads: {threads} for NumPy's BLAS (threadpoolctl) and for torch "
+           + (f"(torch.get_num_threads() = {W.torch.get_num_threads()}, "
+              f"interop threads {W.torch.get_num_interop_threads()})" if W.torch else ""),
+           "- BLAS / OpenMP (threadpoolctl): " + "; ".join(blas_info())]
+    def show(keys, env_):
+        return ", ".join(f"{k}={env_.get(k)!s}" if env_.get(k) is not None else f"{k} unset" for k in keys)
+    blas_keys = ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE")
+    spin_keys = ("OMP_WAIT_POLICY", "OPENBLAS_THREAD_TIMEOUT")
+    env.append(f"- OpenBLAS core type: found {show(blas_keys, FOUND_ENV)}; used {show(blas_keys, os.environ)}"
+               + (" (both unset in this process, so OpenBLAS chose the kernel shown above itself)"
+                  if not any(os.environ.get(k) for k in blas_keys) else
+                  " (overrides kept: they slow a current NumPy; rerun without --keep-env)"))
+    env.append(f"- Idle-thread spinning: found {show(spin_keys, FOUND_ENV)}; used {show(spin_keys, os.environ)} "
+               "(see compare.py's docstring: spinning workers of one library slow the next in an interleaved run)")
+    return env
+
+
+# --- output -------------------------------------------------------------------------------------------
+def fmt_time(s):
+    if s is None:
+        return "-"
+    for unit, scale in (("s", 1), ("ms", 1e-3), ("µs", 1e-6)):
+        if s >= scale:
+            return f"{s / scale:.3g} {unit}"
+    return f"{s / 1e-6:.3g} µs"
+
+
+def ratio(a, b):
+    return "-" if a is None or b is None else f"{a / b:.2f}x"
+
+
+def verdict(value, target):
+    if target is None or value is None:
+        return ""
+    return " ✅" if value <= float(target.split()[-1]) else " ❌"
+
+
+def main_table(results):
+    head = ("| workload | tinylazy | numpy | torch | tinylazy/torch | tinylazy/numpy | target (torch; numpy) "
+            "| rounds | notes |\n|---|---|---|---|---|---|---|---|---|")
+    lines = [head]
+    for name, what, med, rounds in results:
+        if name.startswith("lazy-"):
+            continue
+        tl_, np_, th = med.get("tinylazy"), med.get("numpy"), med.get("torch")
+        t_torch, t_np = TARGETS.get(name, (None, None))
+        r_t = tl_ / th if th else None
+        r_n = tl_ / np_ if np_ else None
+        target = "; ".join(t for t in (t_torch, t_np) if t) or ""
+        notes = [what]
+        for extra in sorted(set(med) - {"tinylazy", "numpy", "torch"}):
+            notes.append(f"{extra.replace('_', ' ')}: {fmt_time(med[extra])} (tinylazy/it {ratio(tl_, med[extra])})")
+        if name.startswith("dataloader"):
+            notes.append(f"tinylazy {2000 / tl_:,.0f} images/s")
+        lines.append(f"| {name} | {fmt_time(tl_)} | {fmt_time(np_)} | {fmt_time(th)} | "
+                     f"{ratio(tl_, th)}{verdict(r_t, t_torch)} | {ratio(tl_, np_)}{verdict(r_n, t_np)} | "
+                     f"{target} | {rounds} | {'; '.join(notes)} |")
+    return "\n".join(lines)
+
+
+def lazy_table(results):
+    head = ("| model | tinylazy first | tinylazy steady | first/steady | tinylazy materialize (meta) | "
+            "torch first | torch steady | torch first/steady | tinylazy/torch first |\n"
+            "|---|---|---|---|---|---|---|---|---|")
+    lines = [head]
+    for name, what, med, _ in results:
+        if not name.startswith("lazy-"):
+            continue
+        g = med.get
+        lines.append(f"| {what} | {fmt_time(g('tinylazy_first'))} | {fmt_time(g('tinylazy_steady'))} | "
+                     f"{ratio(g('tinylazy_first'), g('tinylazy_steady'))} | "
+                     f"{fmt_time(g('tinylazy_materialize'))} | {fmt_time(g('torch_first'))} | "
+                     f"{fmt_time(g('torch_steady'))} | {ratio(g('torch_first'), g('torch_steady'))} | "
+                     f"{ratio(g('tinylazy_first'), g('torch_first'))} |")
+    return "\n".join(lines)
+
+
+def run_all(threads, budget, min_rounds, max_rounds, only):
+    """Check and time the selected workloads with `threads` BLAS/OpenMP threads: [(name, what, medians, rounds)]."""
+    from threadpoolctl import threadpool_limits
+    threadpool_limits(threads)                           # NumPy's OpenBLAS (and torch's OpenMP pool)
+    if W.torch is not None:
+        W.torch.set_num_threads(threads)
+    results = []
+    for name, what, build, check in workload_table():
+        if only and not any(word in name for word in only):
+            continue
+        W.tl.manual_seed(0)
+        check()                                         # the implementations agree, or we stop here
+        cases = build()
+        gc.collect()
+        med, rounds, _ = time_interleaved(cases, budget, min_rounds, max_rounds)
+        results.append((name, what, med, rounds))
+        print(f"[{threads} thr] {name:16s} " + "  ".join(f"{k} {fmt_time(v)}" for k, v in med.items()), flush=True)
+    return results
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--threads", type=int, nargs="+", default=[2, 1],
+                    help="thread counts to run, each for NumPy's BLAS and torch alike (default: 2 1)")
+    ap.add_argument("--quick", action="store_true", help="short budgets: a smoke run, not a measurement")
+    ap.add_argument("--budget", type=float, default=None, help="seconds of timing per workload (default 8)")
+    ap.add_argument("--only", nargs="*", default=None, help="run workloads whose name contains one of these")
+    ap.add_argument("--out", default=os.path.join(HERE, "results"), help="folder for cpu-<date>.md")
+    ap.add_argument("--no-write", action="store_true", help="print only")
+    ap.add_argument("--keep-env", action="store_true", help="leave the OpenBLAS/OpenMP variables as found")
+    args = ap.parse_args(argv)
+    budget = args.budget if args.budget is not None else (1.5 if args.quick else 8.0)
+    min_rounds, max_rounds = (3, 40) if args.quick else (5, 400)
+
+    started = time.time()
+    load0 = os.getloadavg()
+    env = None
+    sections = []
+    for threads in args.threads:
+        results = run_all(threads, budget, min_rounds, max_rounds, args.only)
+        env = env or environment(threads)
+        sections.append((threads, results))
+    load1 = os.getloadavg()
+    elapsed = time.time() - started
+
+    stamp = datetime.datetime.now()
+    doc = [f"# tinylazy CPU benchmarks, {stamp:%Y-%m-%d %H:%M}", "",
+           "Median time per call; implementations interleaved round by round in one process "
+           "(`python bench/compare.py`, see its docstring). Ratios < 1 mean tinylazy is faster. "
+           "Each workload was checked before timing: the implementations agree on losses, gradients, updated "
+           "weights, inferred shapes or batches.", "",
+           *[line for line in env if not line.startswith("- Threads")],
+           f"- Threads: {', then '.join(map(str, args.threads))} -- the same count for NumPy's BLAS "
+           "(threadpoolctl) and torch (torch.set_num_threads) in each section"
+           + (f"; torch interop threads {W.torch.get_num_interop_threads()}" if W.torch else ""),
+           f"- Load average (1, 5, 15 min): {', '.join(f'{v:.2f}' for v in load0)} at the start, "
+           f"{', '.join(f'{v:.2f}' for v in load1)} at the end ({os.cpu_count()} cores; other sessions share "
+           "this machine, and multi-threaded BLAS/OpenMP suffer most from that)",
+           f"- Budget {budget:g} s of timing per workload; the whole run took {elapsed:.0f} s", ""]
+    for threads, results in sections:
+        doc += [f"## {threads} thread{'s' if threads > 1 else ''}: train steps, optimizer, data", "",
+                main_table(results), ""]
+        if any(n.startswith("lazy-") for n, *_ in results):
+            doc += [f"### {threads} thread{'s' if threads > 1 else ''}: first (materializing) forward of a "
+                    "lazy model vs steady state", "",
+                    "`first`: forward of a freshly built lazy model (construction untimed); `steady`: the same "
+                    "model after it was materialized; `materialize (meta)`: `net.materialize(shape)`, a "
+                    "shape-only trace on the meta device plus allocation.", "", lazy_table(results), ""]
+    text = "\n".join(doc)
+    print("\n" + text)
+    if not args.no_write and not args.quick:
+        os.makedirs(args.out, exist_ok=True)
+        path = os.path.join(args.out, f"cpu-{stamp:%Y-%m-%d}.md")
+        with open(path, "w", encoding="utf-8") as f:
+            f.write(text)
+        print(f"written to {os.path.relpath(path)}")
+
+
+if __name__ == "__main__":
+    sys.exit(main())
