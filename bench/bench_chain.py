@@ -10,6 +10,7 @@ import tinylazy as tl
 
 X = np.random.default_rng(0).uniform(0.5, 1.5, (4, 4)).astype(np.float32)
 ONES = np.ones((4, 4), np.float32)
+ONES_TL = tl.ones(4, 4)
 
 
 def chain(x):
@@ -22,7 +23,7 @@ def chain(x):
 
 def tinylazy_step():
     x = tl.tensor(X, requires_grad=True)
-    chain(x).backward(tl.ones(4, 4))
+    chain(x).backward(ONES_TL)
     return x.grad
 
 

@@ -166,7 +166,7 @@ class Optimizer:
             if backend.is_meta(d):                            # shapes only: nothing to update
                 continue
             plan.ready.append(p)
-            if type(d) is np.ndarray and d.size <= SMALL:
+            if type(d) is np.ndarray and d.size <= SMALL and names:   # stateless (plain SGD): no gain
                 small.setdefault(d.dtype, []).append(p)
             else:
                 plan.rest.append(p)

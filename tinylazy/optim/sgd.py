@@ -38,8 +38,8 @@ def sgd_update(p, g, buf, tmp, gbuf, *, lr, momentum, dampening, weight_decay, n
             d = xp.add(d, tmp, out=gbuf)
         else:
             d = buf
-    xp.multiply(d, -lr, out=tmp)                               # p = p + (-lr) d
-    p += tmp
+    p += d * -lr                                               # p = p + (-lr) d (a fresh temporary is
+                                                               # warm in cache; the scratch `tmp` is not)
 
 
 class SGD(Optimizer):
