@@ -185,9 +185,9 @@ class Tensor:
                 dtype = a
         out = self
         if dtype is not None:
-            out = _ops.elementwise.cast(out, dtype)
+            out = _ops.unary.cast(out, dtype)
         if device is not None:
-            out = _ops.elementwise.to_device(out, device)
+            out = _ops.unary.to_device(out, device)
         if copy and out is self:
             out = _ops.clone(self)
         return out
