@@ -238,3 +238,9 @@ def test_host_allocator_tuning_is_on_by_default_and_can_be_turned_off():
         out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
                              env={**__import__("os").environ, "TINYLAZY_MALLOC_TUNING": env})
         assert out.stdout.strip() == expected
+
+
+def test_comparing_with_none_is_plain_python():
+    t = tl.ones(2)
+    assert (t == None) is False and (t != None) is True  # noqa: E711
+    assert t in [None, t]

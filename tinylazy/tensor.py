@@ -308,7 +308,9 @@ def _bind_methods():
     T.__abs__ = _ops.abs
     T.__invert__ = _ops.logical_not
     T.__and__, T.__or__, T.__xor__ = _ops.logical_and, _ops.logical_or, _ops.logical_xor
-    T.__eq__, T.__ne__ = _ops.eq, _ops.ne
+    # comparing with None (e.g. `t in [None, t]`) answers as Python does, not with an error
+    T.__eq__ = lambda self, other: False if other is None else _ops.eq(self, other)
+    T.__ne__ = lambda self, other: True if other is None else _ops.ne(self, other)
     T.__lt__, T.__le__, T.__gt__, T.__ge__ = _ops.lt, _ops.le, _ops.gt, _ops.ge
     T.__getitem__, T.__setitem__ = _ops.getitem, _ops.setitem
     T.T = property(lambda self: _ops.permute(self, tuple(range(self.ndim - 1, -1, -1))))
