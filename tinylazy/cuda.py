@@ -12,7 +12,7 @@ Importing this module never imports CuPy.
 """
 import numpy as np
 
-from . import _kernels, _xpmath, backend
+from . import _kernels, _update, _xpmath, backend
 from .backend import xp_of
 
 # =============================== devices ===============================================================
@@ -74,27 +74,30 @@ def act_saves_output(act):
         raise ValueError(f"unknown activation {act!r}; expected one of {ACTIVATIONS}") from None
 
 
-def _act_ref(z, act, xp):
+def _act_ref(z, act, xp, in_place=False):
+    """act(z); with `in_place`, relu, tanh and identity write over z (the others return a new array)."""
+    out = z if in_place else None
     if act == "identity":
-        return z.copy()
+        return z if in_place else z.copy()
     if act == "relu":
-        return xp.maximum(z, 0)
+        return xp.maximum(z, 0, out=out)
+    if act == "tanh":
+        return xp.tanh(z, out=out)
     if act == "sigmoid":
         e = xp.exp(-xp.abs(z))                      # exp(-|z|) never overflows
         return xp.where(z >= 0, 1 / (1 + e), e / (1 + e))
-    if act == "tanh":
-        return xp.tanh(z)
     if act == "gelu":
         return 0.5 * z * (1 + _xpmath.erf(z * _SQRT1_2, xp))
     u = _SQRT_2_PI * (z + _KAPPA * z * z * z)       # gelu_tanh
     return 0.5 * z * (1 + xp.tanh(u))
 
 
-def _act_grad_ref(g, s, act, xp):
+def _act_grad_ref(g, s, act, xp, in_place=False):
+    """g * act'(...) from the saved array s; with `in_place`, relu and identity write over g."""
     if act == "identity":
-        return g.copy()
-    if act == "relu":
-        return g * (s > 0)          # 10x faster than where(s > 0, g, 0) on NumPy (a NaN grad stays NaN)
+        return g if in_place else g.copy()
+    if act == "relu":               # 10x faster than where(s > 0, g, 0) on NumPy (a NaN grad stays NaN)
+        return xp.multiply(g, s > 0, out=g if in_place else None)
     if act == "sigmoid":
         return g * (1 - s) * s
     if act == "tanh":
@@ -107,25 +110,28 @@ def _act_grad_ref(g, s, act, xp):
     return g * (0.5 * (1 + t) + 0.5 * s * (1 - t * t) * du)
 
 
-def act_fwd(x, act):
+def act_fwd(x, act, overwrite_x=False):
     """y = act(x) elementwise, for act in ACTIVATIONS:
     relu: max(x, 0) (NaN passes);  sigmoid: 1 / (1 + exp(-x));  tanh;  identity: a copy of x;
     gelu: x Phi(x) = x/2 (1 + erf(x / sqrt2));  gelu_tanh: x/2 (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3))).
-    Save y for backward when act_saves_output(act), else x."""
-    act_saves_output(act)
+    Save y for backward when act_saves_output(act), else x. `overwrite_x=True` lets y be written over x (the
+    caller then never reads x again): the CPU reference does so where it can, which spares a fresh array
+    and its cache misses; the kernel writes a new array (on a GPU that costs no extra traffic)."""
+    saves_output = act_saves_output(act)
     if _kernels.usable(x):
         return _kernels.act_fwd(x, act)
-    return _act_ref(x, act, xp_of(x))
+    return _act_ref(x, act, xp_of(x), in_place=overwrite_x and saves_output)
 
 
-def act_bwd(grad, saved, act):
+def act_bwd(grad, saved, act, overwrite_grad=False):
     """dL/dx = grad * act'(x), with `saved` the forward output y (relu: y > 0; sigmoid: y (1 - y);
     tanh: 1 - y^2; identity: 1) or, for the gelus, the input x (gelu: Phi(x) + x phi(x); gelu_tanh:
-    (1 + t)/2 + x/2 (1 - t^2) sqrt(2/pi) (1 + 3 0.044715 x^2), t = tanh(sqrt(2/pi) (x + 0.044715 x^3)))."""
+    (1 + t)/2 + x/2 (1 - t^2) sqrt(2/pi) (1 + 3 0.044715 x^2), t = tanh(sqrt(2/pi) (x + 0.044715 x^3))).
+    `overwrite_grad=True` lets the result be written over grad (see act_fwd's overwrite_x)."""
     act_saves_output(act)
     if _kernels.usable(grad, saved):
         return _kernels.act_bwd(grad, saved, act)
-    return _act_grad_ref(grad, saved, act, xp_of(grad))
+    return _act_grad_ref(grad, saved, act, xp_of(grad), in_place=overwrite_grad)
 
 
 def relu_fwd(x):
@@ -189,22 +195,26 @@ def _bias_view(b, ndim, axis):
     return b.reshape((b.shape[0],) + (1,) * (ndim - axis - 1))
 
 
-def bias_act_fwd(x, b, act="identity", axis=-1):
+def bias_act_fwd(x, b, act="identity", axis=-1, overwrite_x=False):
     """y = act(x + b), the bias b (C,) broadcast along `axis` of x (x.shape[axis] == C): axis=-1 for a Linear
     output (rows, C), axis=1 for a Conv2d output (N, C, H, W). One pass over x. Save y when
-    act_saves_output(act), else x (backward recomputes z = x + b)."""
-    act_saves_output(act)
+    act_saves_output(act), else x (backward recomputes z = x + b). `overwrite_x` as in act_fwd (x is kept
+    when backward needs it)."""
+    saves_output = act_saves_output(act)
     axis, _, C, inner = _bias_layout(x, b, axis)
     if _kernels.usable(x, b):
         return _kernels.bias_act_fwd(x, b, act, C, inner)
-    return _act_ref(x + _bias_view(b, x.ndim, axis), act, xp_of(x))
+    xp = xp_of(x)
+    z = xp.add(x, _bias_view(b, x.ndim, axis), out=x if overwrite_x and saves_output else None)
+    return _act_ref(z, act, xp, in_place=True)
 
 
-def bias_act_bwd(grad, saved, act="identity", b=None, axis=-1):
+def bias_act_bwd(grad, saved, act="identity", b=None, axis=-1, overwrite_grad=False):
     """Backward of y = act(x + b): returns (grad_x, grad_b) with
         grad_x = grad * act'(x + b)          (from saved = y, or saved = x and b for the gelus)
         grad_b[c] = sum of grad_x over every axis but `axis`.
-    The kernel writes grad_x and reduces grad_b in the same pass (plus a small second launch)."""
+    The kernel writes grad_x and reduces grad_b in the same pass (plus a small second launch).
+    `overwrite_grad=True` lets grad_x be written over grad (see act_fwd's overwrite_x)."""
     saves_output = act_saves_output(act)
     if not saves_output and b is None:
         raise ValueError(f"bias_act_bwd: {act} saves the input x, so the bias b is needed to recompute x + b")
@@ -214,7 +224,7 @@ def bias_act_bwd(grad, saved, act="identity", b=None, axis=-1):
         return _kernels.bias_act_bwd(grad, saved, saved if saves_output else b, act, outer, C, inner)
     xp = xp_of(grad)
     z = saved if saves_output else saved + _bias_view(b, saved.ndim, axis)
-    grad_x = _act_grad_ref(grad, z, act, xp)
+    grad_x = _act_grad_ref(grad, z, act, xp, in_place=overwrite_grad)
     grad_b = grad_x.sum(axis=tuple(i for i in range(grad_x.ndim) if i != axis))
     return grad_x, grad_b
 
@@ -300,26 +310,28 @@ def dropout_bwd(grad, p, seed, offset):
 
 
 # =============================== fused optimizer steps =================================================
-def _scratch(xp, arrays):
-    """A flat work buffer per dtype, as large as the largest array: the reference's only temporaries."""
-    sizes = {}
-    for a in arrays:
-        sizes[a.dtype] = max(sizes.get(a.dtype, 0), a.size)
-    return {dt: xp.empty(n, dtype=dt) for dt, n in sizes.items()}
+class _Work:
+    """The references' work arrays: two flat buffers per dtype, as large as the largest parameter, allocated
+    on first use; `like(p)` is the `work(slot)` callable of tinylazy._update for parameter p."""
 
+    def __init__(self, xp, arrays):
+        self.xp, self.sizes, self.bufs = xp, {}, {}
+        for a in arrays:
+            self.sizes[a.dtype] = max(self.sizes.get(a.dtype, 0), a.size)
 
-def _view(work, a):
-    return work[a.dtype][:a.size].reshape(a.shape)
+    def like(self, p):
+        def work(slot):
+            key = (p.dtype, slot)
+            if key not in self.bufs:
+                self.bufs[key] = self.xp.empty(self.sizes[p.dtype], dtype=p.dtype)
+            return self.bufs[key][:p.size].reshape(p.shape)
+        return work
 
 
 def sgd_step(params, grads, bufs, lr, momentum=0.0, dampening=0.0, weight_decay=0.0, nesterov=False,
              first_step=False):
-    """One step of torch.optim.SGD, in place on every params[i] and bufs[i] (the momentum buffers; unused,
-    and may be None, when momentum == 0). Per parameter:
-        d = g + weight_decay p
-        buf = d (first_step)  or  momentum buf + (1 - dampening) d         (when momentum != 0)
-        d = d + momentum buf (nesterov)  or  buf                           (when momentum != 0)
-        p = p - lr d
+    """One step of torch.optim.SGD (the rule of tinylazy._update.sgd_update), in place on every params[i]
+    and bufs[i] (the momentum buffers; unused, and may be None, when momentum == 0).
     On cuda: ONE kernel launch for all the parameters."""
     if not params:
         return
@@ -327,37 +339,16 @@ def sgd_step(params, grads, bufs, lr, momentum=0.0, dampening=0.0, weight_decay=
         raise ValueError("sgd_step: momentum needs one buffer per parameter")
     if _kernels.usable_lists(params, grads, bufs if momentum != 0 else None):
         return _kernels.sgd(params, grads, bufs, lr, momentum, dampening, weight_decay, nesterov, first_step)
-    xp = xp_of(params[0])
-    work_t, work_u = _scratch(xp, params), _scratch(xp, params)
+    work = _Work(xp_of(params[0]), params)
     for i, (p, g) in enumerate(zip(params, grads)):
-        t, u = _view(work_t, p), _view(work_u, p)
-        d = g
-        if weight_decay != 0:
-            d = xp.multiply(p, weight_decay, out=t)
-            d += g
-        if momentum != 0:
-            buf = bufs[i]
-            if first_step:
-                buf[...] = d
-            else:
-                buf *= momentum
-                buf += xp.multiply(d, 1 - dampening, out=u) if dampening != 0 else d
-            if nesterov:
-                ahead = xp.multiply(buf, momentum, out=u)               # d + momentum buf
-                ahead += d
-                d = ahead
-            else:
-                d = buf
-        p -= xp.multiply(d, lr, out=u)
+        _update.sgd_update(p, g, bufs[i] if momentum != 0 else None, work.like(p), lr=lr, momentum=momentum,
+                           dampening=dampening, weight_decay=weight_decay, nesterov=nesterov, first=first_step)
 
 
 def adam_step(params, grads, exp_avgs, exp_avg_sqs, step, lr=1e-3, beta1=0.9, beta2=0.999, eps=1e-8,
               weight_decay=0.0, decoupled=False):
-    """One step of torch.optim.Adam (decoupled=False) or AdamW (decoupled=True), in place on params,
-    exp_avgs (m) and exp_avg_sqs (v); `step` counts from 1. Per parameter:
-        g = g + weight_decay p  (Adam)       or   p = p (1 - lr weight_decay)  (AdamW)
-        m = lerp(m, g, 1 - beta1);   v = beta2 v + (1 - beta2) g^2
-        p = p - lr / (1 - beta1^step) * m / (sqrt(v) / sqrt(1 - beta2^step) + eps)
+    """One step of torch.optim.Adam (decoupled=False) or AdamW (decoupled=True), the rule of
+    tinylazy._update.adam_update, in place on params, exp_avgs (m) and exp_avg_sqs (v); `step` counts from 1.
     On cuda: ONE kernel launch for all the parameters."""
     if not params:
         return
@@ -366,31 +357,7 @@ def adam_step(params, grads, exp_avgs, exp_avg_sqs, step, lr=1e-3, beta1=0.9, be
     if _kernels.usable_lists(params, grads, exp_avgs, exp_avg_sqs):
         return _kernels.adam(params, grads, exp_avgs, exp_avg_sqs, lr, beta1, beta2, eps, weight_decay,
                              step_size, bias_correction2_sqrt, decoupled)
-    xp = xp_of(params[0])
-    work_g, work_t = _scratch(xp, params), _scratch(xp, params)
-    w = 1 - beta1                                      # the lerp weight
+    work = _Work(xp_of(params[0]), params)
     for p, g, m, v in zip(params, grads, exp_avgs, exp_avg_sqs):
-        t = _view(work_t, p)
-        if decoupled:
-            p *= 1 - lr * weight_decay
-        elif weight_decay != 0:
-            g_wd = xp.multiply(p, weight_decay, out=_view(work_g, p))     # g + weight_decay p
-            g_wd += g
-            g = g_wd
-        xp.subtract(g, m, out=t)                       # m = lerp(m, g, w), from the nearer end as torch does
-        if w < 0.5:
-            t *= w
-            m += t
-        else:
-            t *= 1 - w
-            xp.subtract(g, t, out=m)
-        v *= beta2                                     # v = beta2 v + (1 - beta2) g g
-        xp.multiply(g, 1 - beta2, out=t)
-        t *= g
-        v += t
-        xp.sqrt(v, out=t)                              # p -= step_size m / (sqrt(v) / sqrt(bc2) + eps)
-        t /= bias_correction2_sqrt
-        t += eps
-        xp.divide(m, t, out=t)
-        t *= step_size
-        p -= t
+        _update.adam_update(p, g, m, v, None, work.like(p), step=step, lr=lr, beta1=beta1, beta2=beta2, eps=eps,
+                            weight_decay=weight_decay, decoupled=decoupled)

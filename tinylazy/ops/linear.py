@@ -1,11 +1,17 @@
-"""linear(x, weight, bias) = x @ weight.T + bias, as one Function.
+"""linear(x, weight, bias) = x @ weight.T + bias, as one Function, optionally with an activation fused in.
 
 Fusing the matmul, the transpose and the bias add into one node matters on small models: the graph holds
 one node instead of three, forward adds the bias in place into the fresh matmul result, and backward
 computes exactly the gradients that are needed, each with one BLAS call (or one sum for the bias).
+
+`activation` ("relu", "tanh", "sigmoid", "gelu", "gelu_tanh") goes one step further: act(x @ W.T + b) is
+the same node, and its epilogue (tinylazy.cuda.bias_act_fwd: one fused kernel on a GPU) may overwrite the
+fresh product, so a Linear followed by a ReLU allocates no array for the ReLU. nn.Sequential uses it for
+a Linear (or Conv2d) directly followed by an activation module; the numbers are those of the two ops.
 """
 import math
 
+from .. import cuda
 from ..autograd import Function
 from ..backend import is_meta
 from ..errors import ShapeError
@@ -15,14 +21,16 @@ from .elementwise import as_tensor_operand
 
 
 class Linear(Function):
-    """y = x @ W.T + b, for x of shape (..., in), W (out, in), b (out,).
+    """y = act(x @ W.T + b), for x of shape (..., in), W (out, in), b (out,); act is None (no activation)
+    or one of tinylazy.cuda.ACTIVATIONS.
 
-    With x2 = x reshaped to (M, in) and g2 the output gradient as (M, out):
-    dx = g2 @ W,  dW = g2.T @ x2,  db = g2 summed over M. Saves x2 (only when W needs a gradient) and W
-    (only when x needs one)."""
+    With x2 = x reshaped to (M, in) and g2 the output gradient as (M, out), first taken back through act:
+    dx = g2 @ W,  dW = g2.T @ x2,  db = g2 summed over M. Saves x2 (only when W needs a gradient), W
+    (only when x needs one), and for act the array its backward needs (the output, or for the gelus the
+    product before the bias)."""
     fresh_grads = True                      # every gradient below is a new array (or a view of one)
 
-    def forward(self, x, weight, bias):
+    def forward(self, x, weight, bias, activation=None):
         need_x, need_w, need_b = self.needs_input_grad
         if is_meta(x):                      # shapes only: (..., in) -> (..., out)
             self.shapes = (x.shape, weight.shape, None if bias is None else bias.shape)
@@ -35,8 +43,17 @@ class Linear(Function):
         else:
             x2 = x
         out = x2 @ weight.T
-        if bias is not None:
-            out += bias
+        self.act = activation
+        if activation is None:
+            if bias is not None:
+                out += bias
+        else:
+            product = out
+            if bias is None:
+                out = cuda.act_fwd(product, activation, overwrite_x=True)
+            else:
+                out = cuda.bias_act_fwd(product, bias, activation, overwrite_x=True)
+            self.saved, self.bias = (out if cuda.act_saves_output(activation) else product), bias
         if need_x:
             self.weight, self.x_shape = weight, x.shape
         if need_w:
@@ -49,15 +66,23 @@ class Linear(Function):
             return tuple(None if s is None or not n else MetaArray(s, g.dtype)
                          for s, n in zip(self.shapes, self.needs_input_grad))
         g2 = g.reshape(self.m, g.shape[-1]) if g.ndim != 2 else g
+        gb = None
+        if self.act is not None:            # back through the activation (and the bias, in the same pass)
+            if self.bias is None:
+                g2 = cuda.act_bwd(g2, self.saved, self.act)
+            else:
+                g2, gb = cuda.bias_act_bwd(g2, self.saved, self.act, b=self.bias)
         gx = (g2 @ self.weight).reshape(self.x_shape) if need_x else None
         gw = g2.T @ self.x2 if need_w else None
-        gb = g2.sum(axis=0) if need_b else None
-        return gx, gw, gb
+        if need_b and gb is None:
+            gb = g2.sum(axis=0)
+        return gx, gw, gb if need_b else None
 
 
-def linear(input, weight, bias=None):
+def linear(input, weight, bias=None, *, activation=None):
     """y = input @ weight.T + bias (PyTorch's F.linear): input (..., in_features), weight (out_features,
-    in_features), bias (out_features,) or None."""
+    in_features), bias (out_features,) or None. tinylazy's `activation` (None, "relu", "tanh", "sigmoid",
+    "gelu" or "gelu_tanh") returns act(y) from the same node, equal to applying the activation after."""
     x = input if type(input) is Tensor else as_tensor_operand(input, None, "linear")
     w = weight if type(weight) is Tensor else as_tensor_operand(weight, None, "linear")
     xd, wd = x.data, w.data
@@ -82,7 +107,9 @@ def linear(input, weight, bias=None):
                              f"got {tuple(bias.data.shape)}")
         if bias.data.dtype != xd.dtype:
             raise TypeError(f"linear: the input is {xd.dtype} but the bias is {bias.data.dtype}; convert one of them")
-    return Linear.apply(x, w, bias)
+    if activation is not None and activation not in cuda.ACTIVATIONS:
+        raise ValueError(f"linear: unknown activation {activation!r}; expected None or one of {cuda.ACTIVATIONS}")
+    return Linear.apply(x, w, bias, activation=activation)
 
 
 METHODS = ()

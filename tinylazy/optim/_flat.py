@@ -15,7 +15,7 @@ The parameters themselves stay separate arrays: ``p.data`` is never replaced, so
 """
 import numpy as np
 
-from ..backend import device_of
+from ..backend import device_of, empty
 
 
 class FlatBucket:
@@ -64,6 +64,11 @@ class FlatBucket:
         if values:
             np.concatenate([p.data.ravel() for p in self.params], out=self.P)
 
+    def work(self, slot):
+        """The update's work arrays (see tinylazy._update): slot 0 is the scratch T, slot 1 the gathered
+        gradient G, which the update may overwrite because the bucket owns it."""
+        return self.T if slot == 0 else self.G
+
     def scatter(self):
         """Copy the updated values in P back into each parameter's own array."""
         for p, v in zip(self.params, self.p_views):
@@ -87,9 +92,8 @@ class Scratch:
     def __init__(self):
         self._bufs = {}
 
-    def get(self, like, slot, empty):
-        """A work array shaped like `like` (a raw array); `slot` tells concurrent work arrays apart;
-        `empty(n, dtype, device)` allocates (backend.empty)."""
+    def get(self, like, slot):
+        """A work array shaped like `like` (a raw array); `slot` tells concurrent work arrays apart."""
         key = (type(like), getattr(like, "device", None), like.dtype, slot)
         buf = self._bufs.get(key)
         n = like.size

@@ -11,49 +11,8 @@ Per parameter p with gradient g, at step t = 1, 2, ... (lr, betas (b1, b2), eps,
 
 State per parameter: ``step``, ``exp_avg`` (m), ``exp_avg_sq`` (v) and, with amsgrad, ``max_exp_avg_sq``.
 """
-import math
-
-from .. import backend
+from .._update import adam_update
 from .optimizer import Optimizer, _cuda_module
-
-
-def adam_update(p, g, m, v, vmax, tmp, gbuf, *, step, lr, beta1, beta2, eps, weight_decay, decoupled,
-                maximize):
-    """One Adam/AdamW step (`step` counts from 1) on raw arrays of one shape, in place on p, m, v (and
-    vmax, None without amsgrad). `g` is only read; `tmp` and `gbuf` are work arrays (`gbuf` may be `g`
-    itself when the caller owns it). The operations and their order are PyTorch's."""
-    xp = backend.xp_of(p)
-    if maximize:
-        g = xp.negative(g, out=gbuf)
-    if weight_decay != 0:
-        if decoupled:
-            p *= 1 - lr * weight_decay
-        else:
-            xp.multiply(p, weight_decay, out=tmp)              # g = g + weight_decay p
-            g = xp.add(g, tmp, out=gbuf)
-    w = 1 - beta1                                              # m = lerp(m, g, w), from the nearer end
-    xp.subtract(g, m, out=tmp)
-    if w < 0.5:
-        tmp *= w
-        m += tmp
-    else:
-        tmp *= 1 - w
-        xp.subtract(g, tmp, out=m)
-    v *= beta2                                                 # v = beta2 v + (1 - beta2) g g
-    xp.multiply(g, 1 - beta2, out=tmp)
-    tmp *= g
-    v += tmp
-    step_size = lr / (1 - beta1 ** step)
-    bias_correction2_sqrt = math.sqrt(1 - beta2 ** step)
-    if vmax is not None:
-        xp.maximum(vmax, v, out=vmax)
-        v = vmax
-    xp.sqrt(v, out=tmp)                                        # denom = sqrt(v) / sqrt(bc2) + eps
-    tmp /= bias_correction2_sqrt
-    tmp += eps
-    xp.divide(m, tmp, out=tmp)                                 # p = p + (-step_size) m / denom
-    tmp *= -step_size
-    p += tmp
 
 
 class Adam(Optimizer):
@@ -86,12 +45,16 @@ class Adam(Optimizer):
             return ("exp_avg", "exp_avg_sq", "max_exp_avg_sq")
         return ("exp_avg", "exp_avg_sq")
 
-    def _apply(self, group, p, g, s, step, tmp, gbuf):
+    def _updater(self, group):
         beta1, beta2 = group["betas"]
-        adam_update(p, g, s["exp_avg"], s["exp_avg_sq"], s.get("max_exp_avg_sq") if group["amsgrad"] else None,
-                    tmp, gbuf, step=step + 1, lr=group["lr"], beta1=beta1, beta2=beta2, eps=group["eps"],
-                    weight_decay=group["weight_decay"], decoupled=group["decoupled_weight_decay"],
-                    maximize=group["maximize"])
+        kw = dict(lr=group["lr"], beta1=beta1, beta2=beta2, eps=group["eps"], weight_decay=group["weight_decay"],
+                  decoupled=group["decoupled_weight_decay"], maximize=group["maximize"])
+        amsgrad = group["amsgrad"]
+
+        def update(p, g, s, step, work):
+            adam_update(p, g, s["exp_avg"], s["exp_avg_sq"], s["max_exp_avg_sq"] if amsgrad else None, work,
+                        step=step + 1, **kw)
+        return update
 
     def _fused(self, group, params, grads, states, step):
         if group["amsgrad"] or group["maximize"]:

@@ -3,9 +3,11 @@
 A subclass (SGD, Adam) supplies three things:
 
 - ``_state_names(group)``: the names of its per-element state arrays, e.g. ``("exp_avg", "exp_avg_sq")``;
-- ``_apply(group, p, g, s, step, tmp, gbuf)``: one update on raw arrays, in place. ``p`` (values), ``g``
-  (gradient, read only), the state arrays ``s[name]`` and the work arrays ``tmp``/``gbuf`` all have one
-  shape; ``step`` is how many updates this state has seen before (0 on the first);
+- ``_updater(group)``: the group's update with its hyperparameters read once per step, a function
+  ``update(p, g, s, step, work)`` that changes raw arrays in place. ``p`` (values), ``g`` (gradient, read
+  only) and the state arrays ``s[name]`` (``s`` is None for a rule without state) have one shape, and
+  ``work(slot)`` hands out work arrays of that shape (the rules themselves live in tinylazy._update);
+  ``step`` is how many updates this state has seen before (0 on the first);
 - optionally ``_fused(group, params, grads, states, step)``: the same update for a list of cuda parameters
   in one fused kernel (tinylazy.cuda); returns False when it cannot.
 
@@ -14,7 +16,7 @@ The base class decides where each update runs (`step`):
   NumPy calls in total: this is what makes 100 small parameters fast;
 - large cpu parameters are updated one by one, in place, with `out=` ufuncs and reused work buffers;
 - cuda parameters go through the fused kernels of tinylazy.cuda when they exist, else one by one.
-Every path runs the same `_apply`, so they agree to the last bit. No autograd graph is ever recorded: the
+Every path runs the same update, so they agree to the last bit. No autograd graph is ever recorded: the
 updates work on the raw arrays (``p.data``).
 
 Lazy parameters (rule 12 of the API) are accepted: a parameter without data yet, or without a gradient, is
@@ -25,6 +27,7 @@ state arrays. ``state_dict()`` is PyTorch's format: ``{"state": {index: {...}}, 
 "params": [indices]}]}``, indices counting the parameters across the groups in order, tensors as copies.
 """
 import operator
+from functools import partial
 
 import numpy as np
 
@@ -190,13 +193,14 @@ class Optimizer:
 
     def _step_bucket(self, group, bucket):
         steps = {st["step"] for st in bucket.states}
+        update = self._updater(group)
         if len(steps) != 1:                  # members at different steps (rare): update them one by one
             for p, st in zip(bucket.params, bucket.states):
-                self._apply_one(group, p, st)
+                self._update_one(update, p, st)
             return
         step = steps.pop()
         bucket.gather()
-        self._apply(group, bucket.P, bucket.G, bucket.flat, step, bucket.T, bucket.G)
+        update(bucket.P, bucket.G, bucket.flat, step, bucket.work)
         bucket.scatter()
         for st in bucket.states:
             st["step"] = step + 1
@@ -206,34 +210,41 @@ class Optimizer:
         self._plans.clear()
 
     def _step_each(self, group, params):
+        """Update cpu parameters one by one; cuda ones in one fused call per (device, dtype, step) when the
+        optimizer has a fused kernel, else one by one too. A rule without state arrays (plain SGD) keeps no
+        state at all, as in PyTorch."""
         names = self._state_names(group)
+        update = self._updater(group)
         cuda = {}
         for p in params:
             d = p.data
-            st = self._state_for(p, group, names)
+            st = self._state_for(p, group, names) if names else None
             if type(d) is not np.ndarray:
-                cuda.setdefault((backend.device_of(d), d.dtype, st["step"]), []).append((p, st))
+                key = (backend.device_of(d), d.dtype, 0 if st is None else st["step"])
+                cuda.setdefault(key, []).append((p, st))
                 continue
-            self._apply_one(group, p, st)
+            self._update_one(update, p, st)
         for (_, _, step), members in cuda.items():
             ps = [p for p, _ in members]
             states = [st for _, st in members]
             if not self._fused(group, [p.data for p in ps], [p.grad.data for p in ps], states, step):
                 for p, st in members:
-                    self._apply_one(group, p, st)
+                    self._update_one(update, p, st)
                 continue
             for st in states:
-                st["step"] = step + 1
+                if st is not None:
+                    st["step"] = step + 1
 
-    def _apply_one(self, group, p, st):
+    def _update_one(self, update, p, st):
         d, g = p.data, p.grad.data
-        if tuple(g.shape) != tuple(d.shape):
+        if g.shape != d.shape:
             raise ValueError(f"optimizer step: a parameter of shape {tuple(d.shape)} has a .grad of shape "
                              f"{tuple(g.shape)}")
-        tmp = self._scratch.get(d, 0, backend.empty)
-        gbuf = self._scratch.get(d, 1, backend.empty)
-        self._apply(group, d, g, st, st["step"], tmp, gbuf)
-        st["step"] += 1
+        if st is None:
+            update(d, g, None, 0, partial(self._scratch.get, d))
+        else:
+            update(d, g, st, st["step"], partial(self._scratch.get, d))
+            st["step"] += 1
 
     def _state_for(self, p, group, names):
         """The state dict of `p`, created (zeros) at the first step that sees it, and completed with any state
@@ -263,7 +274,7 @@ class Optimizer:
     def _state_names(self, group):
         return ()
 
-    def _apply(self, group, p, g, s, step, tmp, gbuf):
+    def _updater(self, group):
         raise NotImplementedError
 
     def _fused(self, group, params, grads, states, step):

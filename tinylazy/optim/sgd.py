@@ -10,36 +10,8 @@ Per parameter p with gradient g (lr, momentum mu, dampening tau, weight decay la
 
 State: ``momentum_buffer`` per parameter, only when momentum != 0 (as in PyTorch).
 """
-from .. import backend
+from .._update import sgd_update
 from .optimizer import Optimizer, _cuda_module
-
-
-def sgd_update(p, g, buf, tmp, gbuf, *, lr, momentum, dampening, weight_decay, nesterov, maximize, first):
-    """One SGD step on raw arrays of one shape, in place on `p` and `buf` (None when momentum == 0).
-    `g` is only read; `tmp` and `gbuf` are work arrays (`gbuf` may be `g` itself when the caller owns it)."""
-    xp = backend.xp_of(p)
-    d = g
-    if maximize:
-        d = xp.negative(g, out=gbuf)
-    if weight_decay != 0:
-        xp.multiply(p, weight_decay, out=tmp)                  # d = d + weight_decay p
-        d = xp.add(d, tmp, out=gbuf)
-    if momentum != 0:
-        if first:
-            xp.copyto(buf, d)
-        else:
-            buf *= momentum                                    # buf = momentum buf + (1 - dampening) d
-            if dampening != 0:
-                buf += xp.multiply(d, 1 - dampening, out=tmp)
-            else:
-                buf += d
-        if nesterov:
-            xp.multiply(buf, momentum, out=tmp)                # d = d + momentum buf
-            d = xp.add(d, tmp, out=gbuf)
-        else:
-            d = buf
-    p += d * -lr                                               # p = p + (-lr) d (a fresh temporary is
-                                                               # warm in cache; the scratch `tmp` is not)
 
 
 class SGD(Optimizer):
@@ -71,10 +43,12 @@ class SGD(Optimizer):
         st["step"] = 0                       # a new buffer starts with PyTorch's first-step rule
         return super()._new_state_array(p, st, name)
 
-    def _apply(self, group, p, g, s, step, tmp, gbuf):
-        sgd_update(p, g, s.get("momentum_buffer"), tmp, gbuf, lr=group["lr"], momentum=group["momentum"],
-                   dampening=group["dampening"], weight_decay=group["weight_decay"],
-                   nesterov=group["nesterov"], maximize=group["maximize"], first=step == 0)
+    def _updater(self, group):
+        kw = dict(lr=group["lr"], momentum=group["momentum"], dampening=group["dampening"],
+                  weight_decay=group["weight_decay"], nesterov=group["nesterov"], maximize=group["maximize"])
+        if kw["momentum"] == 0:
+            return lambda p, g, s, step, work: sgd_update(p, g, None, work, **kw)
+        return lambda p, g, s, step, work: sgd_update(p, g, s["momentum_buffer"], work, first=step == 0, **kw)
 
     def _fused(self, group, params, grads, states, step):
         if group["maximize"]:

@@ -1,0 +1,88 @@
+"""The optimizer update rules, written once, on raw arrays (numpy or cupy).
+
+`tinylazy.optim` runs them for cpu parameters (one by one, or on a flat bucket of many small ones) and
+`tinylazy.cuda` runs them as the reference branch of its fused optimizer steps, which is also the fused
+kernels' test oracle. Both sit above this module, so neither imports the other.
+
+Each function updates `p` (and its state arrays) in place and only reads `g`. Temporaries come from
+`work(slot)`, a callable that returns a work array shaped like `p` (slots 0 and 1 are distinct arrays; slot 1
+may be `g` itself when the caller owns the gradient); it is called only when an option needs it, so plain SGD
+allocates nothing but its one product. The operations and their order are PyTorch's, so the results agree
+with torch.optim to the last bit in float64 and to rounding in float32.
+"""
+import math
+
+from .backend import xp_of
+
+
+def sgd_update(p, g, buf, work, *, lr, momentum=0.0, dampening=0.0, weight_decay=0.0, nesterov=False,
+               maximize=False, first=False):
+    """torch.optim.SGD on one array. `buf` is the momentum buffer (None when momentum == 0); `first` says
+    this buffer sees its first step (it is then set to d, without dampening):
+
+        d   = g + weight_decay p
+        buf = d  (first)   or   momentum buf + (1 - dampening) d            (when momentum != 0)
+        d   = d + momentum buf  (nesterov)   or   buf                       (when momentum != 0)
+        p   = p - lr d
+    """
+    xp = xp_of(p)
+    d = g
+    if maximize:
+        d = xp.negative(g, out=work(1))
+    if weight_decay != 0:
+        d = xp.add(d, xp.multiply(p, weight_decay, out=work(0)), out=work(1))
+    if momentum != 0:
+        if first:
+            xp.copyto(buf, d)
+        else:
+            buf *= momentum
+            if dampening != 0:
+                buf += xp.multiply(d, 1 - dampening, out=work(0))
+            else:
+                buf += d
+        if nesterov:
+            d = xp.add(d, xp.multiply(buf, momentum, out=work(0)), out=work(1))
+        else:
+            d = buf
+    p += d * -lr            # a fresh temporary: warm in cache, where a kept work array would be cold
+
+
+def adam_update(p, g, m, v, vmax, work, *, step, lr, beta1, beta2, eps, weight_decay=0.0, decoupled=False,
+                maximize=False):
+    """torch.optim.Adam (decoupled=False) or AdamW (decoupled=True) on one array, at `step` = 1, 2, ...;
+    `m`, `v` are exp_avg and exp_avg_sq, `vmax` is max_exp_avg_sq with amsgrad (else None):
+
+        g = g + weight_decay p  (Adam)         or   p = p (1 - lr weight_decay)  (AdamW)
+        m = lerp(m, g, 1 - beta1);   v = beta2 v + (1 - beta2) g^2;   vmax = max(vmax, v)
+        p = p - lr / (1 - beta1^step) * m / (sqrt(v or vmax) / sqrt(1 - beta2^step) + eps)
+    """
+    xp = xp_of(p)
+    tmp = work(0)
+    if maximize:
+        g = xp.negative(g, out=work(1))
+    if weight_decay != 0:
+        if decoupled:
+            p *= 1 - lr * weight_decay
+        else:
+            g = xp.add(g, xp.multiply(p, weight_decay, out=tmp), out=work(1))
+    w = 1 - beta1                                              # m = lerp(m, g, w), from the nearer end
+    xp.subtract(g, m, out=tmp)
+    if w < 0.5:
+        tmp *= w
+        m += tmp
+    else:
+        tmp *= 1 - w
+        xp.subtract(g, tmp, out=m)
+    v *= beta2                                                 # v = beta2 v + (1 - beta2) g g
+    xp.multiply(g, 1 - beta2, out=tmp)
+    tmp *= g
+    v += tmp
+    if vmax is not None:
+        xp.maximum(vmax, v, out=vmax)
+        v = vmax
+    xp.sqrt(v, out=tmp)                                        # denom = sqrt(v) / sqrt(bc2) + eps
+    tmp /= math.sqrt(1 - beta2 ** step)
+    tmp += eps
+    xp.divide(m, tmp, out=tmp)                                 # p = p - step_size m / denom
+    tmp *= -(lr / (1 - beta1 ** step))
+    p += tmp
