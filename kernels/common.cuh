@@ -44,6 +44,8 @@ __device__ __forceinline__ float  tanh_t(float x)  { return tanhf(x); }
 __device__ __forceinline__ double tanh_t(double x) { return tanh(x); }
 __device__ __forceinline__ float  erf_t(float x)   { return erff(x); }
 __device__ __forceinline__ double erf_t(double x)  { return erf(x); }
+__device__ __forceinline__ float  erfc_t(float x)  { return erfcf(x); }
+__device__ __forceinline__ double erfc_t(double x) { return erfc(x); }
 __device__ __forceinline__ float  sqrt_t(float x)  { return sqrtf(x); }
 __device__ __forceinline__ double sqrt_t(double x) { return sqrt(x); }
 

@@ -37,15 +37,15 @@ struct Tanh {                                        // y = tanh(z); dz = g (1 -
     template <typename T> __device__ static T grad(T g, T y) { return g * (T(1) - y * y); }
 };
 
-struct GeluErf {                                     // y = z Phi(z) = z/2 (1 + erf(z/sqrt2))
+struct GeluErf {                                     // y = z Phi(z), Phi(z) = erfc(-z/sqrt2) / 2
     static constexpr bool saves_output = false;      // dz = g (Phi(z) + z phi(z)), phi the normal pdf
-    template <typename T> __device__ static T fwd(T z) {
-        return T(0.5) * z * (T(1) + erf_t(z * T(0.70710678118654752440)));
-    }
+    // Phi through erfc, not (1 + erf(z/sqrt2)) / 2: that sum loses every digit in the far negative tail
+    // (it is 0 from about z = -8.4 in float64, -5.6 in float32), where Phi itself is tiny but not 0.
+    template <typename T> __device__ static T cdf(T z) { return T(0.5) * erfc_t(z * T(-0.70710678118654752440)); }
+    template <typename T> __device__ static T fwd(T z) { return z * cdf(z); }
     template <typename T> __device__ static T grad(T g, T z) {
-        const T cdf = T(0.5) * (T(1) + erf_t(z * T(0.70710678118654752440)));
         const T pdf = T(0.39894228040143267794) * exp_t(T(-0.5) * z * z);
-        return g * (cdf + z * pdf);
+        return g * (cdf(z) + z * pdf);
     }
 };
 

@@ -10,7 +10,7 @@ from hypothesis import given, settings, strategies as st
 import tinylazy as tl
 import tinylazy.nn.functional as F
 from tinylazy.meta import MetaArray
-from tinylazy.ops.activation import erf, erfc
+from tinylazy import _xpmath
 from helpers import check_op, host, noncontiguous, rand, torch
 
 th = torch()
@@ -19,19 +19,61 @@ TF = th.nn.functional
 SHAPES = [(), (1,), (5,), (2, 3), (4, 1, 3), (0, 3), (2, 0)]
 
 
-# --- erf ---------------------------------------------------------------------------------------------
-def test_erf_and_erfc_match_math_to_float64_precision():
-    x = np.concatenate([np.linspace(-30, 30, 60001), np.geomspace(1e-300, 1, 300), -np.geomspace(1e-300, 1, 300),
-                        [0.0, 0.5, -0.5, 4.0, -4.0, np.inf, -np.inf]])
-    ours_c, ref_c = erfc(x), np.array([math.erfc(v) for v in x])
-    tiny = ref_c > 1e-290
-    np.testing.assert_allclose(ours_c[tiny], ref_c[tiny], rtol=1e-14)
-    assert np.all(ours_c[~tiny] < 1e-280)
-    np.testing.assert_allclose(erf(x), [math.erf(v) for v in x], rtol=1e-15, atol=1e-300)
-    small = np.geomspace(1e-300, 0.5, 200)
-    np.testing.assert_allclose(erf(small), [math.erf(v) for v in small], rtol=1e-15)   # relative, near 0 too
-    assert erfc(np.float32(1.5)).dtype == np.float32
-    assert np.isnan(erfc(np.array([np.nan]))).all()
+# --- Phi, the normal cdf behind gelu (erf and erfc themselves: tests/test_kernels.py) ------------------
+def _phi_ref(v):
+    """Phi(v) = erfc(-v/sqrt2) / 2 from math.erfc, in float64."""
+    return 0.5 * math.erfc(-v / math.sqrt(2))
+
+
+def _assert_tail_close(ours, ref, x):
+    """Relative error within 4 (1 + x^2) float64 ulps: rounding -x/sqrt2 costs one ulp of the argument, which
+    exp(-x^2/2) magnifies x^2 times (Phi's own condition number), in ours and in the reference alike."""
+    ours, ref, x = (np.asarray(a, dtype=np.float64) for a in (ours, ref, x))
+    assert np.all(np.abs(ours - ref) <= 4 * np.finfo(np.float64).eps * (1 + x * x) * np.abs(ref))
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_normal_cdf_is_accurate_in_both_tails(dtype):
+    """Phi through erfc keeps its relative precision far out in the negative tail (Phi(-37) = 5.7e-300),
+    where 0.5 (1 + erf(x/sqrt2)) is 0; in float32 it is float64's value rounded once."""
+    x = np.concatenate([np.linspace(-37, 9, 9201), [0.0, -1e-300, 1e-300, np.inf, -np.inf]]).astype(dtype)
+    ref = np.array([_phi_ref(v) for v in x.astype(np.float64)])
+    out = _xpmath.normal_cdf(x)
+    assert out.dtype == dtype and out[-2] == 1 and out[-1] == 0
+    if dtype == np.float64:
+        _assert_tail_close(out[:-2], ref[:-2], x[:-2])
+    else:
+        tiny = ref < np.finfo(np.float32).tiny                  # float32's subnormals: absolute precision
+        np.testing.assert_allclose(out[~tiny], ref[~tiny], rtol=6e-8, atol=0)
+        np.testing.assert_allclose(out[tiny], ref[tiny], rtol=0, atol=1e-45)
+    assert np.isnan(_xpmath.normal_cdf(np.array([np.nan], dtype)))[0]
+
+
+def test_gelu_far_negative_tail_keeps_relative_precision(device):
+    """gelu(x) = x Phi(x) and gelu'(x) = Phi(x) + x phi(x) keep their relative precision down to x = -37
+    in float64. (PyTorch's cpu gelu computes 0.5 x (1 + erf(x/sqrt2)), which is -0.0 already at x = -10.)"""
+    xs = np.array([-10.0, -15.0, -20.0, -30.0, -37.0])
+    x = tl.tensor(xs, device=device, requires_grad=True)
+    y = F.gelu(x)
+    y.backward(tl.ones(len(xs), dtype=tl.float64, device=device))
+    cdf = np.array([_phi_ref(v) for v in xs])
+    pdf = np.exp(-xs * xs / 2) / math.sqrt(2 * math.pi)
+    _assert_tail_close(host(y), xs * cdf, xs)
+    _assert_tail_close(host(x.grad), cdf + xs * pdf, xs)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("approximate", ["none", "tanh"])
+def test_gelu_is_the_cuda_reference_bit_for_bit(approximate, dtype):
+    """F.gelu on cpu is tinylazy.cuda.gelu_fwd / gelu_bwd: one implementation (the one that
+    linear(..., activation="gelu") fuses), not a lookalike that differs in the last bits."""
+    x = rand((7, 9), dtype, seed=21, low=-12, high=6)
+    g = rand((7, 9), dtype, seed=22)
+    t = tl.tensor(x, requires_grad=True)
+    y = F.gelu(t, approximate=approximate)
+    y.backward(tl.tensor(g))
+    np.testing.assert_array_equal(host(y), tl.cuda.gelu_fwd(x, approximate))
+    np.testing.assert_array_equal(host(t.grad), tl.cuda.gelu_bwd(g, x, approximate))
 
 
 # --- gelu ---------------------------------------------------------------------------------------------

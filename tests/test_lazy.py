@@ -1,5 +1,7 @@
 """Lazy rules 1-6 of API §6 (the lazy parameter, no class swap, inference, in-place materialization,
 device/dtype, atomic first call, inference once). Rules 7-12 are in test_lazy_materialize.py."""
+import inspect
+
 import numpy as np
 import pytest
 
@@ -293,3 +295,20 @@ def test_rule6_for_conv_norm_layers():
         bn(tl.rand(4, 5))
     with pytest.raises(nn.ShapeError, match=r"normalized_shape=\(6,\)"):
         ln(tl.rand(2, 7))
+
+
+def test_lazy_names_answer_isinstance_like_pytorch_while_the_class_stays_the_same():
+    pairs = [(nn.LazyLinear(3), nn.LazyLinear, nn.Linear, (2, 4)),
+             (nn.LazyConv2d(2, 3), nn.LazyConv2d, nn.Conv2d, (1, 3, 5, 5)),
+             (nn.LazyBatchNorm1d(), nn.LazyBatchNorm1d, nn.BatchNorm1d, (4, 3)),
+             (nn.LazyBatchNorm2d(), nn.LazyBatchNorm2d, nn.BatchNorm2d, (2, 3, 4, 4)),
+             (nn.LazyLayerNorm(), nn.LazyLayerNorm, nn.LayerNorm, (2, 5))]
+    for m, lazy_name, cls, shape in pairs:
+        assert type(m) is cls                                  # rule 1: no class of its own
+        assert isinstance(m, lazy_name) and isinstance(m, cls)
+        assert not isinstance(nn.Identity(), lazy_name)
+        m(tl.randn(*shape))
+        assert not isinstance(m, lazy_name) and isinstance(m, cls)   # materialized: as PyTorch's class swap
+    assert not isinstance(nn.Linear(2, 3), nn.LazyLinear)
+    assert not isinstance(nn.LazyLinear(3), nn.LazyConv2d)
+    assert str(inspect.signature(nn.LazyLinear)) == "(out_features, bias=True, **kwargs)"

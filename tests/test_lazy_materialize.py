@@ -185,7 +185,8 @@ def test_rule11_materialize_computes_no_activations(monkeypatch):
     linear_ops = importlib.import_module("tinylazy.ops.linear")
     seen = []
     real = linear_ops.Linear.forward
-    monkeypatch.setattr(linear_ops.Linear, "forward", lambda self, x, w, b: seen.append(type(x)) or real(self, x, w, b))
+    monkeypatch.setattr(linear_ops.Linear, "forward",
+                        lambda self, x, w, b, **kw: seen.append(type(x)) or real(self, x, w, b, **kw))
     net = nn.Sequential(nn.LazyLinear(512), nn.ReLU(), nn.LazyLinear(512), nn.ReLU(), nn.LazyLinear(10))
     outs = []
     net.register_forward_hook(lambda m, a, out: outs.append(out))

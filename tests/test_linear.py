@@ -129,3 +129,30 @@ def test_linear_meta(x_shape):
         F.linear(tl.empty(2, 5, device="meta"), w)
     assert F.linear(tl.empty(2, 3, dtype=tl.float64, device="meta"),
                     tl.empty(4, 3, dtype=tl.float64, device="meta")).dtype == tl.float64
+
+
+# --- activation="..." (the fused epilogue) ------------------------------------------------------------
+UNFUSED = {"relu": F.relu, "tanh": F.tanh, "sigmoid": F.sigmoid, "gelu": F.gelu,
+           "gelu_tanh": lambda t: F.gelu(t, approximate="tanh")}
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("bias", [True, False], ids=["bias", "nobias"])
+@pytest.mark.parametrize("x_shape", [(9, 6), (2, 5, 6)], ids=str)
+@pytest.mark.parametrize("act", sorted(UNFUSED))
+def test_linear_activation_is_bit_identical_to_the_two_ops(act, x_shape, bias, dtype):
+    """On cpu, linear(x, w, b, activation=act) runs the same reference code (tinylazy.cuda's act and bias_act)
+    as act(linear(x, w, b)): the output and the gradients of x, w and b are equal bit for bit, not just close.
+    (The inputs reach gelu's far tails, where two erf implementations would differ.)"""
+    x, w = rand(x_shape, dtype, seed=30, low=-4, high=4), rand((7, 6), dtype, seed=31, low=-2, high=2)
+    b = rand((7,), dtype, seed=32, low=-3, high=3) if bias else None
+    g = rand(x_shape[:-1] + (7,), dtype, seed=33)
+    results = []
+    for fused in (True, False):
+        ts = [tl.tensor(a, requires_grad=True) for a in (x, w, b) if a is not None]
+        y = F.linear(*ts, activation=act) if fused else UNFUSED[act](F.linear(*ts))
+        y.backward(tl.tensor(g))
+        results.append([host(y)] + [host(t.grad) for t in ts])
+    for what, a, c in zip(["forward", "grad x", "grad w", "grad b"], *results):
+        assert a.dtype == dtype
+        np.testing.assert_array_equal(a, c, err_msg=f"{act}: {what}")

@@ -1,13 +1,15 @@
 """Array math that NumPy lacks, written once for NumPy and CuPy arrays (`xp` is either module).
 
-- `erf(x, xp)`: the error function, to about one ulp in float64 (NumPy has no erf; GELU needs it).
+- `erf(x, xp)`, `erfc(x, xp)`: the error function (to 1 ulp in float64) and its complement 1 - erf (to 2.5
+  ulps, also where it is tiny); NumPy has neither. `normal_cdf(x, xp)` = Phi(x) through erfc: exact GELU is
+  x Phi(x), and Phi's far negative tail would be lost in 1 + erf.
 - `philox4x32_10(...)` and `dropout_randoms(n, seed, offset, xp)`: the counter-based generator of
   kernels/dropout.cu, bit for bit, so that cpu and cuda draw the same dropout mask from the same
   (seed, offset).
 """
 import numpy as np
 
-# ---- erf ---------------------------------------------------------------------------------------------
+# ---- erf, erfc -----------------------------------------------------------------------------------------
 # The piecewise rational approximations of fdlibm's s_erf.c, evaluated for every element and selected by
 # |x|. Their coefficients carry this notice:
 #   Copyright (C) 1993 by Sun Microsystems, Inc. All rights reserved.
@@ -37,6 +39,9 @@ _SB = (1.0, 3.03380607434824582924e+01, 3.25792512996573918826e+02, 1.5367295860
        -2.24409524465858183362e+01)
 
 
+_SQRT1_2 = 0.7071067811865476            # 1/sqrt(2)
+
+
 def _poly(coeffs, s):
     """c0 + c1 s + c2 s^2 + ... by Horner's rule."""
     out = coeffs[-1] * s + coeffs[-2]
@@ -46,31 +51,91 @@ def _poly(coeffs, s):
     return out
 
 
+# The three approximations that erf and erfc share. Each takes its argument clipped to its own range, so
+# every element can go through every branch (then `where` picks one) without inf/inf or overflow warnings.
+def _small_ratio(x):
+    """(xs, y): x clipped to [-0.84375, 0.84375] and y = PP(xs^2) / QQ(xs^2), so erf(xs) = xs + xs y."""
+    xs = x.clip(-0.84375, 0.84375)
+    z = xs * xs
+    return xs, _poly(_PP, z) / _poly(_QQ, z)
+
+
+def _mid_ratio(ax):
+    """PA(s) / QA(s) with s = |x| - 1, |x| clipped to [0.84375, 1.25]: erf(|x|) = erx + this."""
+    s = ax.clip(0.84375, 1.25) - 1.0
+    return _poly(_PA, s) / _poly(_QA, s)
+
+
+def _tail(ax, xp):
+    """erfc(a) for a = |x| clipped to [1.25, 28]: exp(-a^2 - 0.5625 + R(1/a^2)) / a.
+
+    exp(-a^2) is taken as exp(-h^2) exp((h - a)(h + a)), h = a with its low 32 bits zeroed, so that h^2
+    is exact: a rounded a^2 (up to 784 here) would be off by up to 6e-14, a relative error of exp(-a^2)."""
+    a = ax.clip(1.25, 28.0)
+    s = 1.0 / (a * a)
+    ratio = xp.where(a < 1.0 / 0.35, _poly(_RA, s) / _poly(_SA, s), _poly(_RB, s) / _poly(_SB, s))
+    h = (a.view(xp.uint64) & xp.uint64(0xFFFFFFFF00000000)).view(xp.float64)
+    return xp.exp(-h * h - 0.5625) * xp.exp((h - a) * (h + a) + ratio) / a
+
+
+def _as_float64(x, xp):
+    """(x as float64, the dtype to return): x's own floating dtype, float64 for integers."""
+    x = xp.asarray(x)
+    dtype = x.dtype if x.dtype.kind == "f" else np.dtype(np.float64)
+    return x.astype(xp.float64, copy=False), dtype
+
+
 def erf(x, xp=np):
     """erf(x) = 2/sqrt(pi) * integral_0^x exp(-t^2) dt, elementwise, in x's floating dtype.
 
     Computed in float64 (then rounded to x's dtype) from four rational approximations:
-    |x| < 0.84375: x + x R(x^2);  < 1.25: erf(1) + P(|x| - 1);  < 6: 1 - exp(-x^2 - 0.5625 + R(1/x^2)) / |x|;
+    |x| < 0.84375: x + x R(x^2);  < 1.25: erf(1) + P(|x| - 1);  < 6: 1 - erfc(|x|) (see `_tail`);
     otherwise 1; odd in x; erf(nan) = nan.
     """
-    dtype = x.dtype if x.dtype.kind == "f" else np.dtype(np.float64)
-    x64 = xp.asarray(x, dtype=xp.float64)
+    x64, dtype = _as_float64(x, xp)
     ax = xp.abs(x64)
-    xs = xp.clip(x64, -0.84375, 0.84375)                                 # each branch sees only its own
-    z = xs * xs                                                          # range, so no inf/inf warnings
-    small = xs + xs * (_poly(_PP, z) / _poly(_QQ, z))                    # |x| < 0.84375, odd already
-    s = xp.clip(ax, 0.84375, 1.25) - 1.0
-    mid = _ERX + _poly(_PA, s) / _poly(_QA, s)                           # 0.84375 <= |x| < 1.25
-    axb = xp.clip(ax, 1.25, 6.0)                                         # 1.25 <= |x| < 6 (clipped: no 1/0)
-    s = 1.0 / (axb * axb)
-    near = axb < 1.0 / 0.35
-    ratio = xp.where(near, _poly(_RA, s) / _poly(_SA, s), _poly(_RB, s) / _poly(_SB, s))
-    hi = (axb.view(xp.uint64) & xp.uint64(0xFFFFFFFF00000000)).view(xp.float64)   # axb with its low word zeroed
-    big = 1.0 - xp.exp(-hi * hi - 0.5625) * xp.exp((hi - axb) * (hi + axb) + ratio) / axb
-    positive = xp.where(ax < 1.25, mid, xp.where(ax < 6.0, big, 1.0))
-    out = xp.where(ax < 0.84375, small, xp.copysign(positive, x64))
+    xs, y = _small_ratio(x64)
+    positive = xp.where(ax < 1.25, _ERX + _mid_ratio(ax), xp.where(ax < 6.0, 1.0 - _tail(ax, xp), 1.0))
+    out = xp.where(ax < 0.84375, xs + xs * y, xp.copysign(positive, x64))
     out = xp.where(xp.isnan(x64), x64, out)
     return out.astype(dtype, copy=False)
+
+
+def _erfc64(x, xp):
+    """erfc of a float64 array (fdlibm's branches, see `erfc`), as float64."""
+    ax = xp.abs(x)
+    xs, y = _small_ratio(x)
+    small = xp.where(x < 0.25, 1.0 - (xs + xs * y), 0.5 - (xs * y + (xs - 0.5)))   # 1 - erf, no bits lost
+    d = _mid_ratio(ax)
+    mid = xp.where(x > 0, (1.0 - _ERX) - d, 1.0 + (_ERX + d))                      # 1 - erx is exact
+    t = _tail(ax, xp)
+    tail = xp.where(x > 0, t, 2.0 - t)
+    beyond = xp.where(x > 0, 0.0, 2.0)                                              # |x| >= 28 and +-inf
+    out = xp.where(ax < 0.84375, small, xp.where(ax < 1.25, mid, xp.where(ax < 28.0, tail, beyond)))
+    return xp.where(xp.isnan(x), x, out)
+
+
+def erfc(x, xp=np):
+    """erfc(x) = 1 - erf(x), elementwise, in x's floating dtype, accurate in relative terms where it is tiny.
+
+    1 - erf(x) loses digits as x grows (and is 0 from x = 6 on, where erfc(6) = 2e-17); this evaluates the
+    approximations of `erf` (fdlibm's s_erf.c, in float64) so that nothing cancels:
+      |x| < 0.84375:  1 - (x + x R(x^2)) for x < 1/4, else 1/2 - (x R(x^2) + (x - 1/2));
+      |x| < 1.25:     (1 - erx) - P(x - 1) for x > 0, else 1 + (erx + P(|x| - 1));
+      |x| < 28:       erfc(|x|) from `_tail` for x > 0, else 2 - that;
+    beyond 0 (x >= 28) or 2 (x <= -28); erfc(nan) = nan.
+    """
+    x64, dtype = _as_float64(x, xp)
+    return _erfc64(x64, xp).astype(dtype, copy=False)
+
+
+def normal_cdf(x, xp=np):
+    """Phi(x) = P(N(0, 1) <= x) = erfc(-x / sqrt2) / 2, elementwise, in x's floating dtype.
+
+    Through erfc, not 1 + erf, so that the far negative tail keeps its relative precision
+    (Phi(-10) = 7.6e-24, where 1 + erf(-10/sqrt2) rounds to 0). Computed in float64, rounded once."""
+    x64, dtype = _as_float64(x, xp)
+    return (0.5 * _erfc64(x64 * -_SQRT1_2, xp)).astype(dtype, copy=False)
 
 
 # ---- Philox4x32-10 -------------------------------------------------------------------------------------

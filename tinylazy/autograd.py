@@ -82,9 +82,15 @@ class Function:
     the engine calls ``cls.forward(ctx, ...)``, which fits both spellings.
 
     ``fresh_grads = True`` promises that backward returns newly allocated arrays (never the incoming
-    gradient itself, never one array twice); the engine may then keep them as ``.grad`` without a copy.
+    gradient itself, never one array twice); the engine may then keep them as ``.grad`` without a copy,
+    and add later gradients into them in place.
+
+    ``overwrites_grad = True`` asks the engine whether backward may write over its incoming gradient: the
+    engine sets ``self.grad_owned`` before calling backward, True when that array is the engine's alone (it
+    came fresh from another node, or is a sum the engine made). Overwriting it spares an allocation.
     """
     fresh_grads = False
+    overwrites_grad = False
     differentiable = True      # False: results never require grad (comparisons, argmax, ...)
 
     # PyTorch's ctx helpers, for custom Functions written in its style
@@ -210,6 +216,7 @@ def backward(tensor, gradient=None, retain_graph=False):
         _accumulate_leaf(tensor, grad, fresh=False)
         return
     pending = {root: _seed(root, tensor._out_index, grad)}
+    owned = {root} if gradient is None else set()      # nodes whose pending gradient only the engine holds
     for node in _topological_order(root):
         grads = pending.pop(node, None)
         if grads is None:                 # reachable only through outputs that got no gradient
@@ -221,6 +228,8 @@ def backward(tensor, gradient=None, retain_graph=False):
         if node._nout == 1:
             if retained:
                 _set_retained(retained[0][1], grads)
+            if node.overwrites_grad:
+                node.grad_owned = node in owned
             in_grads = type(node).backward(node, grads)
         else:
             xp = backend.xp_of(next(g for g in grads if g is not None))
@@ -248,7 +257,15 @@ def backward(tensor, gradient=None, retain_graph=False):
                 _accumulate_leaf(t, g, fresh_g)
             elif fn._nout == 1:
                 prev = pending.get(fn)
-                pending[fn] = g if prev is None else prev + g
+                if prev is None:
+                    pending[fn] = g
+                    if fresh_g:
+                        owned.add(fn)
+                elif fn in owned:
+                    prev += g                # ours alone: accumulate in place
+                else:
+                    pending[fn] = prev + g
+                    owned.add(fn)
             else:
                 slots = pending.get(fn)
                 if slots is None:

@@ -10,6 +10,8 @@
 
 Importing this module never imports CuPy.
 """
+import math
+
 import numpy as np
 
 from . import _kernels, _update, _xpmath, backend
@@ -63,7 +65,7 @@ def synchronize(device=None):
 # identity (`act_saves_output(act)` is True) and the INPUT z of gelu and gelu_tanh.
 ACTIVATIONS = ("identity", "relu", "gelu", "gelu_tanh", "sigmoid", "tanh")
 _SAVES_OUTPUT = {"identity": True, "relu": True, "sigmoid": True, "tanh": True, "gelu": False, "gelu_tanh": False}
-_SQRT1_2, _INV_SQRT_2PI, _SQRT_2_PI, _KAPPA = 0.7071067811865476, 0.3989422804014327, 0.7978845608028654, 0.044715
+_INV_SQRT_2PI, _SQRT_2_PI, _KAPPA = 0.3989422804014327, 0.7978845608028654, 0.044715
 
 
 def act_saves_output(act):
@@ -86,8 +88,8 @@ def _act_ref(z, act, xp, in_place=False):
     if act == "sigmoid":
         e = xp.exp(-xp.abs(z))                      # exp(-|z|) never overflows
         return xp.where(z >= 0, 1 / (1 + e), e / (1 + e))
-    if act == "gelu":
-        return 0.5 * z * (1 + _xpmath.erf(z * _SQRT1_2, xp))
+    if act == "gelu":                               # z Phi(z), Phi through erfc: exact in the far negative tail
+        return z * _xpmath.normal_cdf(z, xp)
     u = _SQRT_2_PI * (z + _KAPPA * z * z * z)       # gelu_tanh
     return 0.5 * z * (1 + xp.tanh(u))
 
@@ -102,9 +104,8 @@ def _act_grad_ref(g, s, act, xp, in_place=False):
         return g * (1 - s) * s
     if act == "tanh":
         return g * (1 - s * s)
-    if act == "gelu":
-        cdf = 0.5 * (1 + _xpmath.erf(s * _SQRT1_2, xp))
-        return g * (cdf + s * (_INV_SQRT_2PI * xp.exp(-0.5 * s * s)))
+    if act == "gelu":                               # Phi(s) + s phi(s), Phi as in _act_ref
+        return g * (_xpmath.normal_cdf(s, xp) + s * (_INV_SQRT_2PI * xp.exp(-0.5 * s * s)))
     t = xp.tanh(_SQRT_2_PI * (s + _KAPPA * s * s * s))   # gelu_tanh
     du = _SQRT_2_PI * (1 + 3 * _KAPPA * s * s)
     return g * (0.5 * (1 + t) + 0.5 * s * (1 - t * t) * du)
@@ -113,7 +114,7 @@ def _act_grad_ref(g, s, act, xp, in_place=False):
 def act_fwd(x, act, overwrite_x=False):
     """y = act(x) elementwise, for act in ACTIVATIONS:
     relu: max(x, 0) (NaN passes);  sigmoid: 1 / (1 + exp(-x));  tanh;  identity: a copy of x;
-    gelu: x Phi(x) = x/2 (1 + erf(x / sqrt2));  gelu_tanh: x/2 (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3))).
+    gelu: x Phi(x), Phi(x) = erfc(-x / sqrt2) / 2 (accurate in the far tail);  gelu_tanh: x/2 (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3))).
     Save y for backward when act_saves_output(act), else x. `overwrite_x=True` lets y be written over x (the
     caller then never reads x again): the CPU reference does so where it can, which spares a fresh array
     and its cache misses; the kernel writes a new array (on a GPU that costs no extra traffic)."""
@@ -139,9 +140,9 @@ def relu_fwd(x):
     return act_fwd(x, "relu")
 
 
-def relu_bwd(grad, y):
+def relu_bwd(grad, y, overwrite_grad=False):
     """dx = grad where y > 0, else 0 (y may be the input x as well: the same sign test)."""
-    return act_bwd(grad, y, "relu")
+    return act_bwd(grad, y, "relu", overwrite_grad)
 
 
 def _gelu_name(approximate):
@@ -151,7 +152,8 @@ def _gelu_name(approximate):
 
 
 def gelu_fwd(x, approximate="none"):
-    """y = x/2 (1 + erf(x/sqrt2)), or with approximate="tanh" x/2 (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3))). Save x."""
+    """y = x Phi(x) (Phi the normal cdf, through erfc), or with approximate="tanh"
+    x/2 (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3))). Save x."""
     return act_fwd(x, _gelu_name(approximate))
 
 
@@ -187,7 +189,7 @@ def _bias_layout(x, b, axis):
     C = x.shape[axis]
     if b is not None and b.shape != (C,):
         raise ValueError(f"bias_act: the bias has shape {tuple(b.shape)}, expected ({C},) (x.shape[{axis}] of x {x.shape})")
-    outer, inner = int(np.prod(x.shape[:axis])), int(np.prod(x.shape[axis + 1:]))
+    outer, inner = math.prod(x.shape[:axis]), math.prod(x.shape[axis + 1:])
     return axis, outer, C, inner
 
 
@@ -289,7 +291,7 @@ def dropout_mask(shape, p, seed, offset, xp=np):
     threshold, _ = _dropout_constants(p)
     if xp is not np and _kernels.enabled():
         return _kernels.dropout_mask(tuple(shape), seed, offset, threshold)
-    n = int(np.prod(shape))
+    n = math.prod(shape)
     return (_xpmath.dropout_randoms(n, seed, offset, xp) >= threshold).reshape(shape)
 
 

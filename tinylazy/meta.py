@@ -9,6 +9,8 @@ Two tricks keep this short and exact:
 - shapes of movement and indexing functions come from running NumPy itself on "shadow" arrays whose
   dtype has itemsize 0 (`np.dtype([])`): NumPy computes the exact result shape and copies 0 bytes.
 """
+import math
+
 import numpy as np
 from numpy.lib.mixins import NDArrayOperatorsMixin
 
@@ -62,7 +64,7 @@ class MetaArray(NDArrayOperatorsMixin):
 
     # --- the attributes of an ndarray that need no data -----------------------------------------
     ndim = property(lambda self: len(self.shape))
-    size = property(lambda self: int(np.prod(self.shape, dtype=np.int64)))
+    size = property(lambda self: math.prod(self.shape))
     itemsize = property(lambda self: self.dtype.itemsize)
     nbytes = property(lambda self: self.size * self.dtype.itemsize)
     T = property(lambda self: MetaArray(self.shape[::-1], self.dtype))

@@ -20,6 +20,7 @@ Everything else happens here, the same way for every layer:
 3. `trace` runs the forward on the meta device (shapes only): `materialize()` then allocates the real
    arrays, and `summary()` reads the shapes and rolls back.
 """
+import inspect
 import threading
 
 import numpy as np
@@ -294,3 +295,29 @@ def require_materialized(module, what):
         shown = ", ".join(lazy[:6]) + (", ..." if len(lazy) > 6 else "")
         raise UninitializedParameterError(f"{what}: the model still has uninitialized (lazy) parameters "
                                           f"({shown}): {HINT}")
+
+
+# --- 4. the Lazy* names ---------------------------------------------------------------------------------
+class _LazyAlias(type):
+    """The type of the Lazy* names (see `lazy_alias`)."""
+
+    def __call__(cls, *args, **kwargs):
+        return cls.build(*args, **kwargs)
+
+    def __instancecheck__(cls, obj):
+        return isinstance(obj, cls.base) and obj.has_uninitialized_params()
+
+    def __repr__(cls):
+        return f"<lazy alias {cls.__module__}.{cls.__name__}: builds {cls.base.__name__} with sizes to infer>"
+
+
+def lazy_alias(base):
+    """Decorator: ``@lazy_alias(Linear) def LazyLinear(out_features, ...)`` makes `LazyLinear` a name whose
+    call builds a plain `base` with its sizes left to infer (rule 1: laziness is a state, not a class, so
+    ``type(LazyLinear(10)) is Linear``), and which answers ``isinstance`` as PyTorch's LazyLinear does: True
+    while the module still has lazy parameters, False once they are materialized."""
+    def wrap(build):
+        return _LazyAlias(build.__name__, (), {
+            "base": base, "build": staticmethod(build), "__doc__": build.__doc__,
+            "__module__": build.__module__, "__signature__": inspect.signature(build)})
+    return wrap

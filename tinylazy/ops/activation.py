@@ -1,9 +1,8 @@
 """Activations that need more than one ufunc: gelu, softmax, log_softmax, and dropout.
 
-(relu, sigmoid and tanh are one-liners and live in elementwise.py.) softmax and log_softmax are each one
+(relu, sigmoid and tanh are one-liners and live in unary.py.) softmax and log_softmax are each one
 Function with a fused backward, so the graph holds one node and one saved array, not five.
 """
-import math
 import warnings
 
 import numpy as np
@@ -15,132 +14,43 @@ from ..meta import MetaArray
 from .elementwise import float_input
 
 
-# --- erf: NumPy has no erf ufunc, so here is a vectorized one (the cpu path of gelu) -----------------
-# W. J. Cody, "Rational Chebyshev approximations for the error function", Math. Comp. 23 (1969) 631-637,
-# the coefficients of his CALERF routine: relative error below 1e-15 in float64 over the whole line.
-_A = (3.16112374387056560e00, 1.13864154151050156e02, 3.77485237685302021e02, 3.20937758913846947e03,
-      1.85777706184603153e-1)
-_B = (2.36012909523441209e01, 2.44024637934444173e02, 1.28261652607737228e03, 2.84423683343917062e03)
-_C = (5.64188496988670089e-1, 8.88314979438837594e00, 6.61191906371416295e01, 2.98635138197400131e02,
-      8.81952221241769090e02, 1.71204761263407058e03, 2.05107837782607147e03, 1.23033935479799725e03,
-      2.15311535474403846e-8)
-_D = (1.57449261107098347e01, 1.17693950891312499e02, 5.37181101862009858e02, 1.62138957456669019e03,
-      3.29079923573345963e03, 4.36261909014324716e03, 3.43936767414372164e03, 1.23033935480374942e03)
-_P = (3.05326634961232344e-1, 3.60344899949804439e-1, 1.25781726111229246e-1, 1.60837851487422766e-2,
-      6.58749161529837803e-4, 1.63153871373020978e-2)
-_Q = (2.56852019228982242e00, 1.87295284992346725e00, 5.27905102951428412e-1, 6.05183413124413191e-2,
-      2.33520497626869185e-3)
-_1_SQRT_PI = 0.56418958354775628695
-
-
-def _ratio(num_c, den_c, v, last):
-    """Cody's rational function: Horner in `v` for the numerator and the (monic-started) denominator."""
-    num, den = num_c[last] * v, v
-    for i in range(last - 1):
-        num = (num + num_c[i]) * v
-        den = (den + den_c[i]) * v
-    return (num + num_c[last - 1]) / (den + den_c[last - 1])
-
-
-def _erf_small(z):
-    """erf(z) for |z| <= 0.5 (z is clipped there): z * P(z^2) / Q(z^2)."""
-    s = np.clip(z, -0.5, 0.5)
-    return s * _ratio(_A, _B, s * s, 4)
-
-
-def erfc(z):
-    """erfc(z) = 1 - erf(z) for a NumPy array, accurate in relative terms even where erfc is tiny.
-
-    Three rational approximations (|z| <= 0.5, 0.5 < |z| <= 4, |z| > 4) are evaluated on clipped copies
-    and the right one is picked per element; erfc(-z) = 2 - erfc(z). Keeps z's float dtype. NumPy arrays
-    (on cuda, gelu runs the kernels of tinylazy.cuda instead)."""
-    y = np.abs(z)
-    r_mid = _ratio(_C, _D, np.clip(y, 0.5, 4.0), 8)     # erfc(y) * exp(y^2), 0.5 < y <= 4
-    big = np.clip(y, 4.0, 27.0)
-    inv2 = 1 / (big * big)
-    r_big = (_1_SQRT_PI - inv2 * _ratio(_P, _Q, inv2, 5)) / big     # the same, y > 4
-    r = np.where(y <= 4.0, r_mid, r_big)
-    yc = np.minimum(y, 27.0)
-    t = np.trunc(yc * 16) / 16                          # exp(-y^2) in two factors, to keep its precision
-    r *= np.exp(-t * t) * np.exp(-(yc - t) * (yc + t))
-    r = np.where(y >= 26.55, 0, r)                      # beyond, erfc underflows (Cody's XBIG)
-    r = np.where(z < 0, 2 - r, r)
-    return np.where(y <= 0.5, 1 - _erf_small(z), r)
-
-
-def erf(z):
-    """erf(z): the series-like rational form for |z| <= 0.5 (exact relative precision near 0), else 1 - erfc."""
-    return np.where(np.abs(z) <= 0.5, _erf_small(z), 1 - erfc(z))
-
-
 # --- gelu ---------------------------------------------------------------------------------------------
-_SQRT_2_OVER_PI = math.sqrt(2 / math.pi)
-_INV_SQRT_2PI = 1 / math.sqrt(2 * math.pi)
-
-
 def _compute_dtype(x):
-    """float16 is computed in float32 (the polynomials need the range); other floats in their own dtype."""
+    """float16 is computed in float32 (exp and the erfc polynomials need the range); other floats as they are."""
     return np.float32 if x.dtype == np.float16 else x.dtype
 
 
 class Gelu(Function):
     """y = x * Phi(x), Phi the standard normal cdf = erfc(-x/sqrt 2) / 2;  dy/dx = Phi(x) + x phi(x).
 
-    On cpu, saves x and Phi(x), so backward costs one exp. On cuda, runs the fused kernels of
-    tinylazy.cuda (`gelu_fwd` / `gelu_bwd`), which save only x and recompute erf in backward."""
+    Both directions are tinylazy.cuda's `gelu_fwd` / `gelu_bwd` (a kernel on cuda, the reference on cpu), the
+    same code as the epilogue of linear(..., activation="gelu"), so the fused and the unfused results are
+    equal bit for bit. Saves x; backward recomputes Phi(x)."""
     fresh_grads = True
     approximate = "none"
 
     def forward(self, x):
         if is_meta(x):
             return MetaArray(x.shape, x.dtype)
-        if xp_of(x) is not np:
-            self.x = x
-            return cuda.gelu_fwd(x, self.approximate)
-        return self.cpu_forward(x.astype(_compute_dtype(x), copy=False)).astype(x.dtype, copy=False)
+        self.x = x.astype(_compute_dtype(x), copy=False)
+        return cuda.gelu_fwd(self.x, self.approximate).astype(x.dtype, copy=False)
 
     def backward(self, g):
         if is_meta(g):
             return MetaArray(g.shape, g.dtype)
-        if xp_of(g) is not np:
-            return cuda.gelu_bwd(g, self.x, self.approximate)
-        return (g * self.cpu_slope()).astype(g.dtype, copy=False)
-
-    def cpu_forward(self, x):
-        """y from x (in the compute dtype); saves what cpu_slope needs."""
-        self.xc, self.cdf = x, erfc(x * -math.sqrt(0.5)) * 0.5
-        return x * self.cdf
-
-    def cpu_slope(self):
-        """dy/dx from what cpu_forward saved."""
-        x = self.xc
-        d = np.exp(x * x * -0.5) * _INV_SQRT_2PI
-        d *= x
-        d += self.cdf
-        return d
+        gc = g.astype(self.x.dtype, copy=False)
+        return cuda.gelu_bwd(gc, self.x, self.approximate).astype(g.dtype, copy=False)
 
 
 class GeluTanh(Gelu):
     """y = x/2 (1 + tanh(u)), u = sqrt(2/pi) (x + 0.044715 x^3);
     dy/dx = (1 + t)/2 + x/2 (1 - t^2) sqrt(2/pi) (1 + 3 * 0.044715 x^2), t = tanh(u).
-    On cpu, saves x and t; on cuda, the kernels of tinylazy.cuda (saving x)."""
+    Like Gelu, tinylazy.cuda's gelu_fwd / gelu_bwd (approximate="tanh"); saves x."""
     approximate = "tanh"
-
-    def cpu_forward(self, x):
-        self.xc, self.t = x, np.tanh((x + 0.044715 * x * x * x) * _SQRT_2_OVER_PI)
-        return 0.5 * x * (1 + self.t)
-
-    def cpu_slope(self):
-        x, t = self.xc, self.t
-        d = (1 + 3 * 0.044715 * x * x) * (_SQRT_2_OVER_PI * 0.5)
-        d *= x
-        d *= 1 - t * t
-        d += 0.5 * (1 + t)
-        return d
 
 
 def gelu(input, approximate="none"):
-    """GELU(x) = x * Phi(x) (exact, with erf), or its tanh approximation with ``approximate="tanh"``."""
+    """GELU(x) = x * Phi(x) (exact, through erfc), or its tanh approximation with ``approximate="tanh"``."""
     if approximate not in ("none", "tanh"):
         raise ValueError(f"gelu: approximate must be 'none' or 'tanh', got {approximate!r}")
     x = float_input(input, "gelu")

@@ -17,9 +17,13 @@ Backward, with g2 the output gradient as (G, O/G, Ho*Wo*N):
   zero (C, Hp, Wp, N) buffer that the tap read in forward (kh*kw vectorized adds, each over runs of Wo*N);
   dx is that buffer without its padding, as an (N, C, H, W) view.
 Saves cols (only when W needs a gradient) and W (only when the input needs one).
+
+With `activation` (see ops/linear.py) the output is act(conv + b), the epilogue running over the fresh
+(O, Ho, Wo, N) product in place, and backward first takes g2 back through it.
 """
 import numpy as np
 
+from .. import cuda
 from ..autograd import Function
 from ..backend import is_meta, xp_of
 from ..errors import ShapeError
@@ -64,8 +68,9 @@ class Conv2d(Function):
 
     See the module docstring for the layout; `geom` = (stride, dilation, (top, bottom, left, right), groups)."""
     fresh_grads = True
+    overwrites_grad = True                  # the activation's backward may mask g in place
 
-    def forward(self, x, w, b, geom):
+    def forward(self, x, w, b, geom, activation=None):
         (sh, sw), (dh, dw), (pt, pb, pl, pr), groups = geom
         self.unbatched = x.ndim == 3
         if self.unbatched:
@@ -87,8 +92,17 @@ class Conv2d(Function):
         cols = view.reshape(groups, cg * kh * kw, ho * wo * n)              # the one im2col copy
         w3 = w.reshape(groups, o // groups, cg * kh * kw)
         out = xp.matmul(w3, cols).reshape(o, ho, wo, n)
-        if b is not None:
-            out += b.reshape(o, 1, 1, 1)
+        self.act = activation
+        if activation is None:
+            if b is not None:
+                out += b.reshape(o, 1, 1, 1)
+        else:
+            product = out
+            if b is None:
+                out = cuda.act_fwd(product, activation, overwrite_x=True)
+            else:
+                out = cuda.bias_act_fwd(product, b, activation, axis=0, overwrite_x=True)
+            self.saved, self.bias = (out if cuda.act_saves_output(activation) else product), b
         if need_w:
             self.cols = cols
         if need_x:
@@ -109,11 +123,21 @@ class Conv2d(Function):
             g = g[None]
         n, o, ho, wo = g.shape
         groups = self.geom[3]
-        g2 = xp.ascontiguousarray(g.transpose(1, 2, 3, 0)).reshape(groups, o // groups, ho * wo * n)
-        gb = g2.sum(axis=2).reshape(o) if need_b else None
+        gt = g.transpose(1, 2, 3, 0)                                        # (O, Ho, Wo, N)
+        g4 = xp.ascontiguousarray(gt)
+        gb = None
+        if self.act is not None:            # back through the activation (and the bias, in the same pass)
+            own = self.grad_owned or not gt.flags.c_contiguous                # a copy is ours as well
+            if self.bias is None:
+                g4 = cuda.act_bwd(g4, self.saved, self.act, overwrite_grad=own)
+            else:
+                g4, gb = cuda.bias_act_bwd(g4, self.saved, self.act, b=self.bias, axis=0, overwrite_grad=own)
+        g2 = g4.reshape(groups, o // groups, ho * wo * n)
+        if need_b and gb is None:
+            gb = g2.sum(axis=2).reshape(o)
         gw = xp.matmul(g2, self.cols.transpose(0, 2, 1)).reshape(self.w_shape) if need_w else None
         gx = self._input_grad(xp, g2, n, ho, wo) if need_x else None
-        return gx, gw, gb
+        return gx, gw, gb if need_b else None
 
     def _input_grad(self, xp, g2, n, ho, wo):
         """col2im: scatter-add W^T @ g2 back over every input position each kernel tap read."""
@@ -165,10 +189,11 @@ def _padding(padding, kernel, dilation, stride):
     return ph, ph, pw, pw
 
 
-def conv2d(input, weight, bias=None, stride=1, padding=0, dilation=1, groups=1):
+def conv2d(input, weight, bias=None, stride=1, padding=0, dilation=1, groups=1, *, activation=None):
     """2-D convolution (cross-correlation, as PyTorch): input (N, C, H, W) or unbatched (C, H, W), weight
     (O, C/groups, kh, kw), bias (O,) or None. stride, dilation: int or pair; padding: int, pair, 'valid' or
-    'same'. Output (N, O, Ho, Wo) with Ho = (H + 2*ph - dh*(kh - 1) - 1) // sh + 1 (likewise Wo)."""
+    'same'. Output (N, O, Ho, Wo) with Ho = (H + 2*ph - dh*(kh - 1) - 1) // sh + 1 (likewise Wo).
+    tinylazy's `activation` (as in linear) returns act(output) from the same node."""
     x = input if type(input) is Tensor else as_tensor_operand(input, None, "conv2d")
     w = weight if type(weight) is Tensor else as_tensor_operand(weight, None, "conv2d")
     xd, wd = x.data, w.data
@@ -221,4 +246,6 @@ def conv2d(input, weight, bias=None, stride=1, padding=0, dilation=1, groups=1):
     if xd.shape[-3] == 0 or 0 in wd.shape:
         raise ShapeError(f"conv2d: empty channels or kernel: input shape {tuple(xd.shape)}, weight shape "
                          f"{tuple(wd.shape)}")
-    return Conv2d.apply(x, w, bias, geom=(stride, dilation, pads, groups))
+    if activation is not None and activation not in cuda.ACTIVATIONS:
+        raise ValueError(f"conv2d: unknown activation {activation!r}; expected None or one of {cuda.ACTIVATIONS}")
+    return Conv2d.apply(x, w, bias, geom=(stride, dilation, pads, groups), activation=activation)

@@ -29,6 +29,7 @@ class Linear(Function):
     (only when x needs one), and for act the array its backward needs (the output, or for the gelus the
     product before the bias)."""
     fresh_grads = True                      # every gradient below is a new array (or a view of one)
+    overwrites_grad = True                  # the activation's backward may mask g in place
 
     def forward(self, x, weight, bias, activation=None):
         need_x, need_w, need_b = self.needs_input_grad
@@ -69,9 +70,9 @@ class Linear(Function):
         gb = None
         if self.act is not None:            # back through the activation (and the bias, in the same pass)
             if self.bias is None:
-                g2 = cuda.act_bwd(g2, self.saved, self.act)
+                g2 = cuda.act_bwd(g2, self.saved, self.act, overwrite_grad=self.grad_owned)
             else:
-                g2, gb = cuda.bias_act_bwd(g2, self.saved, self.act, b=self.bias)
+                g2, gb = cuda.bias_act_bwd(g2, self.saved, self.act, b=self.bias, overwrite_grad=self.grad_owned)
         gx = (g2 @ self.weight).reshape(self.x_shape) if need_x else None
         gw = g2.T @ self.x2 if need_w else None
         if need_b and gb is None:

@@ -133,15 +133,17 @@ class Sigmoid(Function):
 
 
 class Relu(Function):
-    """y = max(x, 0);  dy/dx = 1 where x > 0, else 0. Saves the output. (On cuda: a custom kernel.)"""
+    """y = max(x, 0);  dy/dx = 1 where x > 0, else 0. Saves the output. (On cuda: a custom kernel.)
+    Backward masks the incoming gradient in place when the engine says it holds it alone."""
     fresh_grads = True
+    overwrites_grad = True
 
     def forward(self, x):
         self.y = cuda.relu_fwd(x)
         return self.y
 
     def backward(self, g):
-        return cuda.relu_bwd(g, self.y)
+        return cuda.relu_bwd(g, self.y, overwrite_grad=self.grad_owned)
 
 
 def _unary(cls, name):

@@ -6,6 +6,9 @@ parameters appear in `parameters()` and `state_dict()` as ``"0.weight"``, ``"2.b
 from collections import OrderedDict
 
 from ..module import Module
+from .activation import GELU, ReLU, Sigmoid, Tanh
+from .conv import Conv2d
+from .linear import Linear
 
 
 def _index(idx, n, what):
@@ -15,10 +18,34 @@ def _index(idx, n, what):
     return idx % n
 
 
+# --- fusing a layer with the activation after it ---------------------------------------------------
+# Layers whose forward takes `activation=` (their op runs it as an in-place epilogue, see ops/linear.py), and
+# the activation modules that can run there, keyed by their forward functions: a subclass that overrides
+# forward is run as written.
+_TAKES_ACTIVATION = frozenset((Linear.forward, Conv2d.forward))
+_EPILOGUES = {ReLU.forward: lambda m: "relu", Sigmoid.forward: lambda m: "sigmoid", Tanh.forward: lambda m: "tanh",
+              GELU.forward: lambda m: "gelu" if m.approximate == "none" else "gelu_tanh"}
+
+
+def fused_activation(layer, module):
+    """The activation name under which `module` can run inside `layer`'s op, or None: `layer` is a Linear or
+    Conv2d, `module` the ReLU, Sigmoid, Tanh or GELU right after it, and neither has hooks (a hook would
+    see the activated output where it expects the layer's)."""
+    epilogue = _EPILOGUES.get(type(module).forward)
+    if epilogue is None or type(layer).forward not in _TAKES_ACTIVATION:
+        return None
+    if layer._forward_hooks or layer._forward_pre_hooks or module._forward_hooks or module._forward_pre_hooks:
+        return None
+    return epilogue(module)
+
+
 class Sequential(Module):
     """`Sequential(m0, m1, ...)` or `Sequential(OrderedDict(name=module))`: forward feeds each module's
     output to the next. Supports indexing, slicing (a new Sequential of the same modules), len, iteration,
-    append, insert, extend and pop."""
+    append, insert, extend and pop.
+
+    A Linear or Conv2d directly followed by a ReLU, Sigmoid, Tanh or GELU runs as one op (see
+    `fused_activation`): the same numbers, one graph node fewer, and no array allocated for the activation."""
 
     def __init__(self, *args):
         super().__init__()
@@ -81,8 +108,17 @@ class Sequential(Module):
         return module
 
     def forward(self, x):
-        for module in self._modules.values():
-            x = module(x)
+        modules = tuple(self._modules.values())
+        i, n = 0, len(modules)
+        while i < n:
+            module = modules[i]
+            act = fused_activation(module, modules[i + 1]) if i + 1 < n else None
+            if act is None:
+                x = module(x)
+                i += 1
+            else:
+                x = module(x, activation=act)
+                i += 2
         return x
 
 

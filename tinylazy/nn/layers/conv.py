@@ -9,7 +9,7 @@ import math
 from .. import functional as F
 from ...errors import ShapeError
 from .. import init
-from ..lazy import describe
+from ..lazy import describe, lazy_alias
 from ..module import Module
 from ..parameter import Parameter
 from .linear import _check_size
@@ -80,11 +80,12 @@ class Conv2d(Module):
             bound = 1 / math.sqrt(fan_in) if fan_in > 0 else 0
             init.uniform_(self.bias, -bound, bound)
 
-    def forward(self, x):
+    def forward(self, x, activation=None):
         unbatched = x.ndim == 3
         if unbatched:
             x = x.unsqueeze(0)
-        out = F.conv2d(x, self.weight, self.bias, self.stride, self.padding, self.dilation, self.groups)
+        out = F.conv2d(x, self.weight, self.bias, self.stride, self.padding, self.dilation, self.groups,
+                       activation=activation)
         return out.squeeze(0) if unbatched else out
 
     def extra_repr(self):
@@ -100,6 +101,7 @@ class Conv2d(Module):
         return s
 
 
+@lazy_alias(Conv2d)
 def LazyConv2d(out_channels, kernel_size, stride=1, padding=0, dilation=1, groups=1, bias=True, **kwargs):
     """`Conv2d(None, out_channels, kernel_size, ...)`: in_channels inferred from the first input."""
     return Conv2d(None, out_channels, kernel_size, stride, padding, dilation, groups, bias, **kwargs)

@@ -4,7 +4,7 @@ import math
 from .. import functional as F
 from ...errors import ShapeError
 from .. import init
-from ..lazy import describe
+from ..lazy import describe, lazy_alias
 from ..module import Module
 from ..parameter import Parameter
 
@@ -56,13 +56,14 @@ class Linear(Module):
             bound = 1 / math.sqrt(self.in_features) if self.in_features > 0 else 0
             init.uniform_(self.bias, -bound, bound)
 
-    def forward(self, x):
-        return F.linear(x, self.weight, self.bias)
+    def forward(self, x, activation=None):
+        return F.linear(x, self.weight, self.bias, activation=activation)
 
     def extra_repr(self):
         return f"in_features={self.in_features}, out_features={self.out_features}, bias={self.bias is not None}"
 
 
+@lazy_alias(Linear)
 def LazyLinear(out_features, bias=True, **kwargs):
     """`Linear(None, out_features, bias)`: the same class, with in_features inferred from the first input."""
     return Linear(None, out_features, bias, **kwargs)

@@ -5,7 +5,7 @@ import numpy as np
 from .. import functional as F
 from ...errors import ShapeError
 from .. import init
-from ..lazy import describe
+from ..lazy import describe, lazy_alias
 from ..module import Module
 from ..parameter import Parameter, Buffer
 from .linear import _check_size
@@ -93,11 +93,13 @@ class BatchNorm2d(_BatchNorm):
     _ranks = (4,)
 
 
+@lazy_alias(BatchNorm1d)
 def LazyBatchNorm1d(eps=1e-5, momentum=0.1, affine=True, track_running_stats=True, device=None, dtype=None, **kw):
     """`BatchNorm1d(None, ...)`: num_features inferred from the first input (x.shape[1])."""
     return BatchNorm1d(None, eps, momentum, affine, track_running_stats, device, dtype, **kw)
 
 
+@lazy_alias(BatchNorm2d)
 def LazyBatchNorm2d(eps=1e-5, momentum=0.1, affine=True, track_running_stats=True, device=None, dtype=None, **kw):
     """`BatchNorm2d(None, ...)`: num_features inferred from the first input (x.shape[1])."""
     return BatchNorm2d(None, eps, momentum, affine, track_running_stats, device, dtype, **kw)
@@ -156,6 +158,7 @@ class LayerNorm(Module):
                 f"bias={self.bias is not None}")
 
 
+@lazy_alias(LayerNorm)
 def LazyLayerNorm(eps=1e-5, elementwise_affine=True, bias=True, device=None, dtype=None, **kwargs):
     """`LayerNorm(None)`: normalizes over the last dim, whose size the first input tells."""
     return LayerNorm(None, eps, elementwise_affine, bias, device, dtype, **kwargs)
