@@ -459,3 +459,19 @@ def test_scheduler_errors():
         lr_scheduler.StepLR(optim.SGD([w], lr=0.1), step_size=0)
     with pytest.raises(TypeError, match="optimizer"):
         lr_scheduler.CosineAnnealingLR("sgd", T_max=3)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("n", [0, 1, 1000, 65536, 131072, 131073, 200_704])
+def test_add_scaled_in_blocks_equals_the_plain_update(dtype, n):
+    from tinylazy._update import add_scaled
+    rng = np.random.default_rng(n)
+    p, d = rng.standard_normal(n).astype(dtype), rng.standard_normal(n).astype(dtype)
+    want = p + d * -0.1
+    add_scaled(p, d, -0.1)
+    assert np.array_equal(p, want)
+    q = rng.standard_normal((3, n)).astype(dtype)[:, ::2]          # non-contiguous: the plain path
+    e = np.ones_like(q)
+    want = q + e * 0.5
+    add_scaled(q, e, 0.5)
+    assert np.array_equal(q, want)

@@ -12,7 +12,30 @@ with torch.optim to the last bit in float64 and to rounding in float32.
 """
 import math
 
+import numpy as np
+
 from .backend import xp_of
+
+_BLOCK_BYTES = 256 << 10      # add_scaled's work block: fits in a core's L2 cache with room to spare
+
+
+def add_scaled(p, d, alpha):
+    """p += alpha * d, in place, the same numbers as ``p += d * alpha``.
+
+    NumPy has no fused multiply-add (BLAS axpy), so the product needs a temporary. On the CPU a large
+    update goes through in blocks of 256 KiB with one small temporary that stays in cache, instead of a
+    fresh temporary as large as p (whose first touch misses the cache all the way); measured on the MLP
+    step, that is about half of what an in-place update (which would overwrite d) would save."""
+    block = _BLOCK_BYTES // p.itemsize
+    if type(p) is not np.ndarray or p.size <= 2 * block or not (p.flags.c_contiguous and d.flags.c_contiguous):
+        p += d * alpha
+        return
+    pf, df = p.reshape(-1), d.reshape(-1)
+    tmp = np.empty(block, p.dtype)
+    for start in range(0, pf.size, block):
+        end = min(start + block, pf.size)
+        t = np.multiply(df[start:end], alpha, out=tmp[:end - start])
+        pf[start:end] += t
 
 
 def sgd_update(p, g, buf, work, *, lr, momentum=0.0, dampening=0.0, weight_decay=0.0, nesterov=False,
@@ -44,7 +67,7 @@ def sgd_update(p, g, buf, work, *, lr, momentum=0.0, dampening=0.0, weight_decay
             d = xp.add(d, xp.multiply(buf, momentum, out=work(0)), out=work(1))
         else:
             d = buf
-    p += d * -lr            # a fresh temporary: warm in cache, where a kept work array would be cold
+    add_scaled(p, d, -lr)
 
 
 def adam_update(p, g, m, v, vmax, work, *, step, lr, beta1, beta2, eps, weight_decay=0.0, decoupled=False,

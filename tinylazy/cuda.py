@@ -183,14 +183,18 @@ def tanh_bwd(grad, y):
 
 
 # =============================== fused bias + activation ===============================================
-def _bias_layout(x, b, axis):
-    """(axis, outer, C, inner) of x seen as a contiguous (outer, C, inner) array with C = x.shape[axis]."""
+def _bias_axis(x, b, axis):
+    """`axis` of x as a non-negative int, after checking that b has one element per entry along it."""
     axis = axis % x.ndim if x.ndim else 0
-    C = x.shape[axis]
-    if b is not None and b.shape != (C,):
-        raise ValueError(f"bias_act: the bias has shape {tuple(b.shape)}, expected ({C},) (x.shape[{axis}] of x {x.shape})")
-    outer, inner = math.prod(x.shape[:axis]), math.prod(x.shape[axis + 1:])
-    return axis, outer, C, inner
+    if b is not None and b.shape != (x.shape[axis],):
+        raise ValueError(f"bias_act: the bias has shape {tuple(b.shape)}, expected ({x.shape[axis]},) "
+                         f"(x.shape[{axis}] of x {x.shape})")
+    return axis
+
+
+def _bias_layout(x, axis):
+    """(outer, C, inner) of x seen as a contiguous (outer, C, inner) array with C = x.shape[axis]."""
+    return math.prod(x.shape[:axis]), x.shape[axis], math.prod(x.shape[axis + 1:])
 
 
 def _bias_view(b, ndim, axis):
@@ -203,8 +207,9 @@ def bias_act_fwd(x, b, act="identity", axis=-1, overwrite_x=False):
     act_saves_output(act), else x (backward recomputes z = x + b). `overwrite_x` as in act_fwd (x is kept
     when backward needs it)."""
     saves_output = act_saves_output(act)
-    axis, _, C, inner = _bias_layout(x, b, axis)
+    axis = _bias_axis(x, b, axis)
     if _kernels.usable(x, b):
+        _, C, inner = _bias_layout(x, axis)
         return _kernels.bias_act_fwd(x, b, act, C, inner)
     xp = xp_of(x)
     z = xp.add(x, _bias_view(b, x.ndim, axis), out=x if overwrite_x and saves_output else None)
@@ -220,9 +225,10 @@ def bias_act_bwd(grad, saved, act="identity", b=None, axis=-1, overwrite_grad=Fa
     saves_output = act_saves_output(act)
     if not saves_output and b is None:
         raise ValueError(f"bias_act_bwd: {act} saves the input x, so the bias b is needed to recompute x + b")
-    axis, outer, C, inner = _bias_layout(saved, b, axis)
+    axis = _bias_axis(saved, b, axis)
     needed = (grad, saved) if saves_output else (grad, saved, b)
     if _kernels.usable(*needed):
+        outer, C, inner = _bias_layout(saved, axis)
         return _kernels.bias_act_bwd(grad, saved, saved if saves_output else b, act, outer, C, inner)
     xp = xp_of(grad)
     z = saved if saves_output else saved + _bias_view(b, saved.ndim, axis)
