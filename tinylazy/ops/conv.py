@@ -125,19 +125,19 @@ class Conv2d(Function):
         groups = self.geom[3]
         gt = g.transpose(1, 2, 3, 0)                                        # (O, Ho, Wo, N)
         g4 = xp.ascontiguousarray(gt)
-        gb = None
-        if self.act is not None:            # back through the activation (and the bias, in the same pass)
+        if self.act is not None:            # back through the activation first
             own = self.grad_owned or not gt.flags.c_contiguous                # a copy is ours as well
-            if self.bias is None:
-                g4 = cuda.act_bwd(g4, self.saved, self.act, overwrite_grad=own)
-            else:
-                g4, gb = cuda.bias_act_bwd(g4, self.saved, self.act, b=self.bias, axis=0, overwrite_grad=own)
+            s = self.saved                  # the output, or for the gelus the product, plus b if any
+            if self.bias is not None and not cuda.act_saves_output(self.act):
+                s = s + self.bias.reshape(o, 1, 1, 1)
+            # (not bias_act_bwd: its bias reduction gives each channel one warp, too few for a conv's
+            # (O, Ho*Wo*N) layout; an elementwise pass and a sum parallelize over everything)
+            g4 = cuda.act_bwd(g4, s, self.act, overwrite_grad=own)
         g2 = g4.reshape(groups, o // groups, ho * wo * n)
-        if need_b and gb is None:
-            gb = g2.sum(axis=2).reshape(o)
+        gb = g2.sum(axis=2).reshape(o) if need_b else None
         gw = xp.matmul(g2, self.cols.transpose(0, 2, 1)).reshape(self.w_shape) if need_w else None
         gx = self._input_grad(xp, g2, n, ho, wo) if need_x else None
-        return gx, gw, gb if need_b else None
+        return gx, gw, gb
 
     def _input_grad(self, xp, g2, n, ho, wo):
         """col2im: scatter-add W^T @ g2 back over every input position each kernel tap read."""
