@@ -247,3 +247,33 @@ def test_dropout_mask_is_the_counter_based_stream_shared_with_cuda(device):
     first, second = host(F.dropout(t, 0.3)), host(F.dropout(t, 0.3))
     np.testing.assert_array_equal(first, tl.cuda.dropout_fwd(x, 0.3, 42, 0))
     np.testing.assert_array_equal(second, tl.cuda.dropout_fwd(x, 0.3, 42, 36))    # 35 rounded up to 4s
+
+
+# --- erf, erfc, Phi: NumPy's piecewise evaluation is the CuPy one, bit for bit ---------------------------
+class _NotNumPy:
+    """NumPy under another name: `_xpmath` then takes its CuPy code path (every piece everywhere, `where`)."""
+
+    def __getattr__(self, name):
+        return getattr(np, name)
+
+
+@pytest.mark.parametrize("fn", ["erf", "erfc", "normal_cdf"])
+def test_erf_pieces_on_their_own_elements_equal_where_over_all_bit_for_bit(fn):
+    """NumPy evaluates each fdlibm piece only on the elements in its range, block by block; CuPy evaluates
+    every piece everywhere and selects with `where`. Both must give the same bits, at every piece boundary
+    (and its neighbours), across blocks, for odd layouts and for 0-d input."""
+    bounds = np.array([0.25, 0.84375, 1.25, 1 / 0.35, 6.0, 28.0])
+    bounds = np.concatenate([bounds, bounds * math.sqrt(2)])           # normal_cdf's argument is -x/sqrt2
+    edges = np.concatenate([np.nextafter(bounds, -np.inf), bounds, np.nextafter(bounds, np.inf)])
+    specials = [0.0, -0.0, 5e-324, 1e-300, 1e300, np.inf, np.nan]
+    x = np.concatenate([edges, -edges, specials, np.negative(specials),
+                        np.random.default_rng(3).standard_normal(3 * _xpmath._BLOCK + 17) * 8])
+    f = getattr(_xpmath, fn)
+    for dtype in (np.float64, np.float32):
+        with np.errstate(over="ignore"):
+            v = x.astype(dtype)                                         # 1e300 is inf in float32
+        for arr in (v, v[::-3], v[:2 * 3 * 11].reshape(2, 3, 11).transpose(2, 0, 1), v[5].reshape(())):
+            ours, ref = f(arr), f(arr, _NotNumPy())
+            assert ours.dtype == dtype and ours.shape == arr.shape
+            bits = [a.reshape(-1).view(f"u{a.itemsize}") for a in (ours, ref)]   # nan, -0.0: bit for bit
+            np.testing.assert_array_equal(*bits)
