@@ -312,3 +312,34 @@ def test_lazy_names_answer_isinstance_like_pytorch_while_the_class_stays_the_sam
     assert not isinstance(nn.Linear(2, 3), nn.LazyLinear)
     assert not isinstance(nn.LazyLinear(3), nn.LazyConv2d)
     assert str(inspect.signature(nn.LazyLinear)) == "(out_features, bias=True, **kwargs)"
+
+
+def test_a_lazy_parameter_registered_after_use_is_materialized_by_the_next_call():
+    m = nn.Linear(3, 2)
+    m(tl.randn(4, 3))                          # materialized; prepare now skips its scan of the members
+    m.weight = nn.Parameter.lazy((2, None))
+    assert m.has_uninitialized_params()
+    out = m(tl.randn(4, 3))
+    assert out.shape == (4, 2) and m.weight.shape == (2, 3) and not m.has_uninitialized_params()
+
+
+def test_a_failed_first_call_that_reaches_a_shared_layer_leaves_it_lazy_and_usable():
+    shared = nn.LazyLinear(4)
+    net = nn.Sequential(shared, nn.ReLU(), shared)           # 2nd use: in_features 4 != inferred size
+    with pytest.raises(nn.ShapeError):
+        net(tl.randn(2, 3))
+    assert shared.has_uninitialized_params() and shared.in_features is None
+    good = nn.Sequential(shared, nn.ReLU(), nn.Linear(4, 1))
+    assert good(tl.randn(2, 3)).shape == (2, 1)
+
+
+def test_prepare_remembers_an_approved_input_but_checks_again_after_a_move():
+    m = nn.Linear(3, 2)
+    x = tl.randn(4, 3)
+    m(x)
+    m(x)                                                      # the same kind of input: approved at once
+    with pytest.raises(nn.ShapeError, match="in_features=3"):
+        m(tl.randn(4, 5))                                     # another shape: checked in full
+    m.to("meta")
+    with pytest.raises(RuntimeError, match="the input is on cpu but the parameters are on meta"):
+        m(x)

@@ -288,3 +288,34 @@ def test_uninitialized_helpers():
     net = nn.Sequential(nn.Linear(2, 2), nn.LazyLinear(1))
     assert net.has_uninitialized_params() and not net[0].has_uninitialized_params()
     assert net[0].num_parameters() == 6
+
+
+def test_parameters_and_buffers_stay_the_same_objects_as_plain_attributes():
+    """Module keeps parameters and buffers in its __dict__ too (fast `self.weight`): every way of changing
+    them keeps the two views in step."""
+    import copy
+    m = nn.Linear(3, 2)
+    assert m.weight is m._parameters["weight"] and m.__dict__["weight"] is m.weight
+    new = nn.Parameter(tl.zeros(2, 3))
+    m.weight = new
+    assert m.weight is new and m._parameters["weight"] is new and list(m.parameters())[0] is new
+    m.bias = None
+    assert m.bias is None and m._parameters["bias"] is None
+    del m.bias
+    assert "bias" not in m._parameters and not hasattr(m, "bias")
+    m.register_parameter("bias", nn.Parameter(tl.ones(2)))
+    assert m.bias is m._parameters["bias"]
+    m.register_buffer("scale", tl.ones(2))
+    m.scale = tl.full((2,), 3.0)
+    assert m.scale is m._buffers["scale"] and m.scale.tolist() == [3.0, 3.0]
+    c = copy.deepcopy(m)
+    assert c.weight is c._parameters["weight"] and c.weight is not m.weight
+    c.load_state_dict(m.state_dict())
+    assert c.weight is c._parameters["weight"]
+    m.double()
+    assert m.weight is new and m.weight.dtype == tl.float64
+    with pytest.raises(KeyError, match="already exists"):
+        m.register_parameter("scale", nn.Parameter(tl.ones(1)))
+    m.plain = 5
+    with pytest.raises(KeyError, match="already exists"):
+        m.register_buffer("plain", tl.ones(1))

@@ -121,7 +121,7 @@ class Function:
             else:
                 raw.append(a)
                 needs.append(False)
-        record = _grad_enabled and bool(edges) and cls.differentiable
+        record = bool(edges) and _grad_enabled and cls.differentiable
         ctx.needs_input_grad = tuple(needs) if record else (False,) * len(needs)
         out = cls.forward(ctx, *raw, **kwargs)
         if type(out) is tuple:
@@ -132,10 +132,16 @@ class Function:
                 for k, t in enumerate(outs):
                     t.grad_fn, t._out_index = ctx, k
             return outs
-        result = _wrap(out, record)
+        if type(out) is not np.ndarray and isinstance(out, (np.generic, float, int, bool)):
+            out = np.asarray(out)
+        result = Tensor.__new__(Tensor)                   # _wrap, written out: this runs once per op
+        result.data, result.grad, result.requires_grad, result._out_index, result._retains_grad = \
+            out, None, record, 0, False
         if record:
             ctx._edges, ctx._nout = edges, 1
             result.grad_fn = ctx
+        else:
+            result.grad_fn = None
         return result
 
     def forward(self, *args, **kwargs):
@@ -203,7 +209,7 @@ def backward(tensor, gradient=None, retain_graph=False):
         if data.size != 1:
             raise RuntimeError(f"backward: grad can be implicitly created only for scalar outputs; this tensor has "
                                f"shape {tuple(data.shape)}: pass gradient= (a tensor of that shape)")
-        grad = backend.xp_of(data).ones_like(data)
+        grad = backend.xp_of(data).ones(data.shape, data.dtype)
     else:
         grad = gradient.data if isinstance(gradient, Tensor) else backend.xp_of(data).asarray(gradient)
         if tuple(grad.shape) != tuple(data.shape):
@@ -244,17 +250,21 @@ def backward(tensor, gradient=None, retain_graph=False):
             g = in_grads[i] if i < len(in_grads) else None
             if g is None:
                 continue
-            if g.shape != t.data.shape:
+            td = t.data
+            if g.shape != td.shape:
                 raise RuntimeError(f"{type(node).__name__}.backward returned a gradient of shape {tuple(g.shape)} "
-                                   f"for input {i} of shape {tuple(t.data.shape)}")
-            if g.dtype != t.data.dtype:
-                g = g.astype(t.data.dtype)
+                                   f"for input {i} of shape {tuple(td.shape)}")
+            if g.dtype != td.dtype:
+                g = g.astype(td.dtype)
                 fresh_g = True
             else:
                 fresh_g = fresh
             fn = t.grad_fn
-            if fn is None:
-                _accumulate_leaf(t, g, fresh_g)
+            if fn is None:                   # a leaf: keep a fresh gradient as .grad, else copy or add
+                if t.grad is None:
+                    t.grad = _wrap(g if fresh_g else g.copy(), False)
+                else:
+                    t.grad.data += g
             elif fn._nout == 1:
                 prev = pending.get(fn)
                 if prev is None:

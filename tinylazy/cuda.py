@@ -198,7 +198,8 @@ def _bias_layout(x, axis):
 
 
 def _bias_view(b, ndim, axis):
-    return b.reshape((b.shape[0],) + (1,) * (ndim - axis - 1))
+    """b shaped to broadcast along `axis` of an ndim-array (b itself for the last axis)."""
+    return b if axis == ndim - 1 else b.reshape((b.shape[0],) + (1,) * (ndim - axis - 1))
 
 
 def bias_act_fwd(x, b, act="identity", axis=-1, overwrite_x=False):

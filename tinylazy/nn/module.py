@@ -3,7 +3,9 @@
 A Module keeps what it owns in three ordered dicts filled by `__setattr__`: ``_parameters`` (Parameters),
 ``_buffers`` (state that is not trained, e.g. running statistics) and ``_modules`` (child modules). Every
 traversal (`named_parameters`, `state_dict`, `to`, ...) walks those dicts. A module reached twice (a
-shared layer) is visited once.
+shared layer) is visited once. Parameters and buffers are also kept in the instance ``__dict__`` (the same
+objects), so that ``self.weight`` in a forward is a plain attribute lookup: Python calls `__getattr__`
+only after a failed lookup, and that failure costs an exception every time.
 
 Calling a module runs its forward pre-hooks, then -- for a layer with sizes to infer -- `lazy.prepare`
 (see lazy.py), then `forward`, then its forward hooks. The outermost call keeps a journal so that a failed
@@ -92,15 +94,16 @@ class Module(LazyModuleMixin):
             raise AttributeError(f"cannot assign {type(value).__name__} '{name}' before Module.__init__() call "
                                  "(call super().__init__() first)")
         if isinstance(value, Parameter):
-            self._forget(name)
+            self._forget(name, keep="_parameters")
             self.register_parameter(name, value)
         elif params is not None and name in params:
             if value is not None:
                 raise TypeError(f"cannot assign {type(value).__name__} as parameter '{name}' "
                                 "(nn.Parameter or None expected)")
-            params[name] = None
+            params[name] = d[name] = None
+            lazy.forget_approval(self)
         elif isinstance(value, Module):
-            self._forget(name)
+            self._forget(name, keep="_modules")
             self.add_module(name, value)
         elif modules is not None and name in modules:
             if value is not None:
@@ -108,20 +111,24 @@ class Module(LazyModuleMixin):
                                 "(nn.Module or None expected)")
             modules[name] = None
         elif isinstance(value, Buffer):
-            self._forget(name)
+            self._forget(name, keep="_buffers")
             self.register_buffer(name, value, persistent=value.persistent)
         elif buffers is not None and name in buffers:
             if value is not None and not isinstance(value, Tensor):
                 raise TypeError(f"cannot assign {type(value).__name__} as buffer '{name}' (Tensor or None expected)")
-            buffers[name] = value
+            buffers[name] = d[name] = value
+            lazy.forget_approval(self)
         else:
             object.__setattr__(self, name, value)
 
-    def _forget(self, name):
+    def _forget(self, name, keep=None):
+        """Remove `name` from the instance and from every store but `keep` (where the new value will replace
+        the old one in place, keeping its position, as PyTorch does)."""
         d = self.__dict__
         d.pop(name, None)
         for key in ("_parameters", "_buffers", "_modules"):
-            d[key].pop(name, None)
+            if key != keep:
+                d[key].pop(name, None)
         d["_non_persistent"].discard(name)
 
     def __getattr__(self, name):
@@ -138,6 +145,8 @@ class Module(LazyModuleMixin):
             if name in d.get(key, ()):
                 del d[key][name]
                 d["_non_persistent"].discard(name)
+                d.pop(name, None)
+                lazy.forget_approval(self)
                 return
         object.__delattr__(self, name)
 
@@ -153,9 +162,10 @@ class Module(LazyModuleMixin):
         self._check_name(name, "parameter")
         if param is not None and not isinstance(param, Parameter):
             raise TypeError(f"cannot assign {type(param).__name__} as parameter '{name}' (nn.Parameter or None expected)")
-        if name in self.__dict__ or name in self._modules or name in self._buffers:
+        if (name in self.__dict__ and name not in self._parameters) or name in self._modules or name in self._buffers:
             raise KeyError(f"attribute '{name}' already exists")
-        self._parameters[name] = param
+        self._parameters[name] = self.__dict__[name] = param
+        lazy.forget_approval(self)
         if param is not None:
             param._path = _join(self._path, name)
 
@@ -164,9 +174,10 @@ class Module(LazyModuleMixin):
         self._check_name(name, "buffer")
         if tensor is not None and not isinstance(tensor, Tensor):
             raise TypeError(f"cannot assign {type(tensor).__name__} as buffer '{name}' (Tensor or None expected)")
-        if name in self.__dict__ or name in self._modules or name in self._parameters:
+        if (name in self.__dict__ and name not in self._buffers) or name in self._modules or name in self._parameters:
             raise KeyError(f"attribute '{name}' already exists")
-        self._buffers[name] = tensor
+        self._buffers[name] = self.__dict__[name] = tensor
+        lazy.forget_approval(self)
         (self._non_persistent.discard if persistent else self._non_persistent.add)(name)
         if isinstance(tensor, LazyTensor):
             tensor._path = _join(self._path, name)
@@ -315,6 +326,7 @@ class Module(LazyModuleMixin):
     def _place(self, device, dtype):
         seen = set()
         for m in self.modules():
+            lazy.forget_approval(m)
             for d in (m._parameters, m._buffers):
                 for t in d.values():
                     if t is None or id(t) in seen:
