@@ -12,7 +12,8 @@ Per parameter p with gradient g, at step t = 1, 2, ... (lr, betas (b1, b2), eps,
 State per parameter: ``step``, ``exp_avg`` (m), ``exp_avg_sq`` (v) and, with amsgrad, ``max_exp_avg_sq``.
 """
 from .._update import adam_update
-from .optimizer import Optimizer, _cuda_module
+from .. import cuda
+from .optimizer import Optimizer
 
 
 class Adam(Optimizer):
@@ -59,7 +60,7 @@ class Adam(Optimizer):
     def _fused(self, group, params, grads, states, step):
         if group["amsgrad"] or group["maximize"]:
             return False
-        adam_step = getattr(_cuda_module(), "adam_step", None)
+        adam_step = getattr(cuda, "adam_step", None)
         if adam_step is None:
             return False
         beta1, beta2 = group["betas"]

@@ -53,11 +53,6 @@ def _is_lazy(p):
     return getattr(p, "is_lazy", False)
 
 
-def _cuda_module():
-    from .. import cuda
-    return cuda
-
-
 class Optimizer:
     """Base class. `params`: an iterable of tensors, or of dicts (parameter groups) each with a ``"params"``
     entry and optional per-group hyperparameters that override `defaults`."""

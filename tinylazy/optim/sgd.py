@@ -11,7 +11,8 @@ Per parameter p with gradient g (lr, momentum mu, dampening tau, weight decay la
 State: ``momentum_buffer`` per parameter, only when momentum != 0 (as in PyTorch).
 """
 from .._update import add_scaled, sgd_update
-from .optimizer import Optimizer, _cuda_module
+from .. import cuda
+from .optimizer import Optimizer
 
 
 class SGD(Optimizer):
@@ -56,7 +57,7 @@ class SGD(Optimizer):
     def _fused(self, group, params, grads, states, step):
         if group["maximize"]:
             return False
-        sgd_step = getattr(_cuda_module(), "sgd_step", None)
+        sgd_step = getattr(cuda, "sgd_step", None)
         if sgd_step is None:
             return False
         bufs = [st["momentum_buffer"] for st in states] if group["momentum"] != 0 else None
