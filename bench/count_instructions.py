@@ -1,0 +1,98 @@
+"""Instructions per MLP train step, tinylazy vs hand-written NumPy, counted by valgrind: a figure with no noise.
+
+    python bench/count_instructions.py                 # batch 32, both implementations (~2 minutes)
+    python bench/count_instructions.py --batch 256 --part fwd
+
+On a shared machine, timings of a few hundred microseconds move by 10-20% from run to run; instruction
+counts do not. This runs the step under `valgrind --tool=cachegrind` for 11 and for 51 steps (one thread,
+address-space randomization off, a fixed hash seed) and reports the difference / 40: the instructions of one
+steady-state step, import and warm-up excluded. The gap between tinylazy and NumPy is the framework's own
+work (interpreter and bookkeeping); in the interleaved timings of compare.py each such instruction costs
+more than BLAS's, because the interpreter runs with cold caches there. `--part` counts a prefix of the step:
+fwd (the model), loss (+ cross-entropy; NumPy's includes its gradient), bwd (+ backward), full (+ SGD).
+Needs valgrind (and setarch); it is a development tool, not part of the test suite.
+"""
+import argparse
+import os
+import re
+import shutil
+import subprocess
+import sys
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+
+
+def run_steps(impl, batch, steps, part):
+    """The measured program: build the MLP, then run `steps` steps of `impl` (everything before is the same
+    for both counts, so it cancels out)."""
+    sys.path[:0] = [HERE, os.path.dirname(HERE)]
+    import numpy as np
+    import np_ref
+    import tinylazy as tl
+    import tinylazy.nn.functional as F
+    from tinylazy import nn, optim
+    rng = np.random.default_rng(0)
+    x, y = rng.standard_normal((batch, 784)).astype(np.float32), rng.integers(0, 10, batch)
+    net = nn.Sequential(nn.Linear(784, 256), nn.ReLU(), nn.Linear(256, 10))
+    if impl == "numpy":
+        ref = np_ref.MLP([p.data.copy() for p in net.parameters()], 0.05)
+        W1, b1, W2, b2 = ref.params
+
+        def forward():
+            h = x @ W1.T
+            h += b1
+            np.maximum(h, 0, out=h)
+            z = h @ W2.T
+            z += b2
+            return z
+        step = {"fwd": forward, "loss": lambda: np_ref.xent_forward_backward(forward(), y),
+                "bwd": lambda: ref.loss_and_grads(x, y), "full": lambda: ref.step(x, y)}[part]
+    else:
+        opt = optim.SGD(net.parameters(), lr=0.05)
+        X, Y = tl.from_numpy(x), tl.from_numpy(y)
+
+        def step():
+            out = net(X)
+            if part == "fwd":
+                return
+            loss = F.cross_entropy(out, Y)
+            if part == "loss":
+                return
+            opt.zero_grad()
+            loss.backward()
+            if part == "full":
+                opt.step()
+    for _ in range(steps):
+        step()
+
+
+def count(impl, batch, steps, part):
+    env = dict(os.environ, PYTHONHASHSEED="0", OPENBLAS_NUM_THREADS="1", OMP_NUM_THREADS="1")
+    cmd = ["valgrind", "--tool=cachegrind", "--cache-sim=no", "--cachegrind-out-file=/dev/null",
+           sys.executable, os.path.abspath(__file__), "--inner", impl, str(batch), str(steps), part]
+    if shutil.which("setarch"):
+        cmd = ["setarch", os.uname().machine, "-R"] + cmd
+    out = subprocess.run(cmd, env=env, capture_output=True, text=True, check=True).stderr
+    return int(re.search(r"I\s+refs:\s+([\d,]+)", out).group(1).replace(",", ""))
+
+
+def main(argv=None):
+    if argv is None and len(sys.argv) > 1 and sys.argv[1] == "--inner":
+        impl, batch, steps, part = sys.argv[2], int(sys.argv[3]), int(sys.argv[4]), sys.argv[5]
+        return run_steps(impl, batch, steps, part)
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--batch", type=int, default=32)
+    ap.add_argument("--part", default="full", choices=("fwd", "loss", "bwd", "full"))
+    args = ap.parse_args(argv)
+    if not shutil.which("valgrind"):
+        sys.exit("count_instructions: valgrind is not installed")
+    per_step = {}
+    for impl in ("numpy", "tinylazy"):
+        per_step[impl] = (count(impl, args.batch, 51, args.part) - count(impl, args.batch, 11, args.part)) // 40
+        print(f"{impl:9s} {per_step[impl]:>12,} instructions per step ({args.part}, batch {args.batch})")
+    extra = per_step["tinylazy"] - per_step["numpy"]
+    print(f"tinylazy - numpy: {extra:,} ({extra / per_step['numpy']:+.1%})")
+
+
+if __name__ == "__main__":
+    sys.exit(main())
