@@ -209,7 +209,7 @@ def backward(tensor, gradient=None, retain_graph=False):
         if data.size != 1:
             raise RuntimeError(f"backward: grad can be implicitly created only for scalar outputs; this tensor has "
                                f"shape {tuple(data.shape)}: pass gradient= (a tensor of that shape)")
-        grad = backend.xp_of(data).ones(data.shape, data.dtype)
+        grad = backend.xp_of(data).ones_like(data)        # (ones_like: a meta tensor gets a meta seed)
     else:
         grad = gradient.data if isinstance(gradient, Tensor) else backend.xp_of(data).asarray(gradient)
         if tuple(grad.shape) != tuple(data.shape):
