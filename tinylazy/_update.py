@@ -6,17 +6,34 @@ kernels' test oracle. Both sit above this module, so neither imports the other.
 
 Each function updates `p` (and its state arrays) in place and only reads `g`. Temporaries come from
 `work(slot)`, a callable that returns a work array shaped like `p` (slots 0 and 1 are distinct arrays; slot 1
-may be `g` itself when the caller owns the gradient); it is called only when an option needs it, so plain SGD
-allocates nothing but its one product. The operations and their order are PyTorch's, so the results agree
+may be `g` itself when the caller owns the gradient), usually ``partial(Scratch().get, p)``; it is called only
+when an option needs it, so plain SGD allocates nothing but its one small block. The operations and their order are PyTorch's, so the results agree
 with torch.optim to the last bit in float64 and to rounding in float32.
 """
 import math
 
 import numpy as np
 
-from .backend import xp_of
+from .backend import device_of, empty, xp_of
 
 _BLOCK_BYTES = 256 << 10      # add_scaled's work block: fits in a core's L2 cache with room to spare
+
+
+class Scratch:
+    """Reusable work buffers for updating one parameter at a time: one growing flat buffer per
+    (device, dtype, slot), handed out as views shaped like the parameter. No per-step allocation."""
+
+    def __init__(self):
+        self._bufs = {}
+
+    def get(self, like, slot):
+        """A work array shaped like `like` (a raw array); `slot` tells concurrent work arrays apart."""
+        key = (type(like), getattr(like, "device", None), like.dtype, slot)
+        buf = self._bufs.get(key)
+        n = like.size
+        if buf is None or buf.size < n:
+            buf = self._bufs[key] = empty((max(n, 1),), like.dtype, device_of(like))
+        return buf[:n].reshape(like.shape)
 
 
 def add_scaled(p, d, alpha):

@@ -11,6 +11,7 @@
 Importing this module never imports CuPy.
 """
 import math
+from functools import partial
 
 import numpy as np
 
@@ -319,24 +320,6 @@ def dropout_bwd(grad, p, seed, offset):
 
 
 # =============================== fused optimizer steps =================================================
-class _Work:
-    """The references' work arrays: two flat buffers per dtype, as large as the largest parameter, allocated
-    on first use; `like(p)` is the `work(slot)` callable of tinylazy._update for parameter p."""
-
-    def __init__(self, xp, arrays):
-        self.xp, self.sizes, self.bufs = xp, {}, {}
-        for a in arrays:
-            self.sizes[a.dtype] = max(self.sizes.get(a.dtype, 0), a.size)
-
-    def like(self, p):
-        def work(slot):
-            key = (p.dtype, slot)
-            if key not in self.bufs:
-                self.bufs[key] = self.xp.empty(self.sizes[p.dtype], dtype=p.dtype)
-            return self.bufs[key][:p.size].reshape(p.shape)
-        return work
-
-
 def sgd_step(params, grads, bufs, lr, momentum=0.0, dampening=0.0, weight_decay=0.0, nesterov=False,
              first_step=False):
     """One step of torch.optim.SGD (the rule of tinylazy._update.sgd_update), in place on every params[i]
@@ -348,10 +331,11 @@ def sgd_step(params, grads, bufs, lr, momentum=0.0, dampening=0.0, weight_decay=
         raise ValueError("sgd_step: momentum needs one buffer per parameter")
     if _kernels.usable_lists(params, grads, bufs if momentum != 0 else None):
         return _kernels.sgd(params, grads, bufs, lr, momentum, dampening, weight_decay, nesterov, first_step)
-    work = _Work(xp_of(params[0]), params)
+    work = _update.Scratch()
     for i, (p, g) in enumerate(zip(params, grads)):
-        _update.sgd_update(p, g, bufs[i] if momentum != 0 else None, work.like(p), lr=lr, momentum=momentum,
-                           dampening=dampening, weight_decay=weight_decay, nesterov=nesterov, first=first_step)
+        _update.sgd_update(p, g, bufs[i] if momentum != 0 else None, partial(work.get, p), lr=lr,
+                           momentum=momentum, dampening=dampening, weight_decay=weight_decay, nesterov=nesterov,
+                           first=first_step)
 
 
 def adam_step(params, grads, exp_avgs, exp_avg_sqs, step, lr=1e-3, beta1=0.9, beta2=0.999, eps=1e-8,
@@ -366,7 +350,7 @@ def adam_step(params, grads, exp_avgs, exp_avg_sqs, step, lr=1e-3, beta1=0.9, be
     if _kernels.usable_lists(params, grads, exp_avgs, exp_avg_sqs):
         return _kernels.adam(params, grads, exp_avgs, exp_avg_sqs, lr, beta1, beta2, eps, weight_decay,
                              step_size, bias_correction2_sqrt, decoupled)
-    work = _Work(xp_of(params[0]), params)
+    work = _update.Scratch()
     for p, g, m, v in zip(params, grads, exp_avgs, exp_avg_sqs):
-        _update.adam_update(p, g, m, v, None, work.like(p), step=step, lr=lr, beta1=beta1, beta2=beta2, eps=eps,
-                            weight_decay=weight_decay, decoupled=decoupled)
+        _update.adam_update(p, g, m, v, None, partial(work.get, p), step=step, lr=lr, beta1=beta1, beta2=beta2,
+                            eps=eps, weight_decay=weight_decay, decoupled=decoupled)

@@ -15,8 +15,6 @@ The parameters themselves stay separate arrays: ``p.data`` is never replaced, so
 """
 import numpy as np
 
-from ..backend import device_of, empty
-
 
 class FlatBucket:
     """The members of one parameter group that are small cpu arrays of one dtype.
@@ -83,20 +81,3 @@ class FlatBucket:
             if not isinstance(g, np.ndarray):
                 raise ValueError(f"optimizer step: parameter {i} of its group is on cpu but its .grad is on "
                                  f"{type(g).__module__.split('.')[0]}")
-
-
-class Scratch:
-    """Reusable work buffers for updating one parameter at a time: one growing flat buffer per
-    (device, dtype, slot), handed out as views shaped like the parameter. No per-step allocation."""
-
-    def __init__(self):
-        self._bufs = {}
-
-    def get(self, like, slot):
-        """A work array shaped like `like` (a raw array); `slot` tells concurrent work arrays apart."""
-        key = (type(like), getattr(like, "device", None), like.dtype, slot)
-        buf = self._bufs.get(key)
-        n = like.size
-        if buf is None or buf.size < n:
-            buf = self._bufs[key] = empty((max(n, 1),), like.dtype, device_of(like))
-        return buf[:n].reshape(like.shape)

@@ -34,7 +34,8 @@ import numpy as np
 from .. import backend
 from ..autograd import enable_grad
 from ..tensor import Tensor
-from ._flat import FlatBucket, Scratch
+from .._update import Scratch
+from ._flat import FlatBucket
 
 SMALL = 1 << 15       # cpu parameters with at most this many elements are updated together in flat buckets
 
