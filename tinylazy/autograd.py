@@ -121,7 +121,7 @@ class Function:
             else:
                 raw.append(a)
                 needs.append(False)
-        record = bool(edges) and _grad_enabled and cls.differentiable
+        record = _grad_enabled and bool(edges) and cls.differentiable
         ctx.needs_input_grad = tuple(needs) if record else (False,) * len(needs)
         out = cls.forward(ctx, *raw, **kwargs)
         if type(out) is tuple:
@@ -132,16 +132,10 @@ class Function:
                 for k, t in enumerate(outs):
                     t.grad_fn, t._out_index = ctx, k
             return outs
-        if type(out) is not np.ndarray and isinstance(out, (np.generic, float, int, bool)):
-            out = np.asarray(out)
-        result = Tensor.__new__(Tensor)                   # _wrap, written out: this runs once per op
-        result.data, result.grad, result.requires_grad, result._out_index, result._retains_grad = \
-            out, None, record, 0, False
+        result = _wrap(out, record)
         if record:
             ctx._edges, ctx._nout = edges, 1
             result.grad_fn = ctx
-        else:
-            result.grad_fn = None
         return result
 
     def forward(self, *args, **kwargs):
@@ -260,11 +254,8 @@ def backward(tensor, gradient=None, retain_graph=False):
             else:
                 fresh_g = fresh
             fn = t.grad_fn
-            if fn is None:                   # a leaf: keep a fresh gradient as .grad, else copy or add
-                if t.grad is None:
-                    t.grad = _wrap(g if fresh_g else g.copy(), False)
-                else:
-                    t.grad.data += g
+            if fn is None:
+                _accumulate_leaf(t, g, fresh_g)
             elif fn._nout == 1:
                 prev = pending.get(fn)
                 if prev is None:
@@ -302,6 +293,7 @@ def _set_retained(t, g):
 
 
 def _accumulate_leaf(t, g, fresh):
+    """A leaf keeps a fresh gradient as its .grad (else a copy), or adds it to the one it has."""
     if t.grad is None:
         t.grad = _wrap(g if fresh else g.copy(), False)
     else:
