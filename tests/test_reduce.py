@@ -226,6 +226,13 @@ def test_norm(device, p, dim, keepdim):
     check_op(lambda t: tl.norm(t, p, dim, keepdim), lambda t: th.norm(t, p, dim, keepdim), x, device=device)
 
 
+@pytest.mark.parametrize("shape,dim", [((1, 1, 1), (0, 1, 2)), ((2, 3, 2), (0, 2, 1)), ((2, 3, 2, 2), (1, 3, 0))])
+def test_norm_over_three_or_more_dims_is_the_vector_norm(device, shape, dim):
+    """(The case hypothesis found: torch.norm refuses 3 dims, torch.linalg.vector_norm is the oracle.)"""
+    check_op(lambda t: tl.norm(t, dim=dim), lambda t: th.linalg.vector_norm(t, dim=dim), rand(shape, seed=23),
+             device=device)
+
+
 def test_norm_default_and_zero_vector(device):
     check_op(lambda t: t.norm(), lambda t: t.norm(), rand((5,), seed=17), device=device)
     check_op(lambda t: t.norm(dim=1), lambda t: t.norm(dim=1), np.array([[0.0, 0.0], [3.0, 4.0]]),
@@ -280,7 +287,10 @@ def test_reduction_shapes_hypothesis(device, case, keepdim, name):
                         lambda t: th.var(t, keepdim=keepdim, correction=0, **kw_th))
     else:
         ours = lambda t: getattr(tl, name)(t, keepdim=keepdim, **kw)        # noqa: E731
-        theirs = lambda t: getattr(th, name)(t, keepdim=keepdim, **kw_th)   # noqa: E731
+        # tl.norm's default is the 2-norm over any dims: torch.norm treats 2 dims as a matrix ('fro', the
+        # same number) and rejects 3 or more, so the oracle is vector_norm
+        torch_fn = th.linalg.vector_norm if name == "norm" else getattr(th, name)
+        theirs = lambda t: torch_fn(t, keepdim=keepdim, **kw_th)            # noqa: E731
     check_op(ours, theirs, x, device=device, gradcheck=x.size <= 12)
 
 
