@@ -29,13 +29,25 @@ def xent_forward_backward(z, y):
 
 
 # --- MLP 784-256-10 -------------------------------------------------------------------------------
-class MLP:
-    """x -> relu(x W1^T + b1) W2^T + b2, trained by plain SGD. `params` is [W1, b1, W2, b2] (PyTorch's
-    Linear layout: weights are (out, in)); they are updated in place."""
+class _SGDModel:
+    """A model trained by plain SGD: float32 copies of `params`, updated in place by `step`; subclasses
+    define loss_and_grads(x, y) -> (loss, grads in the order of params)."""
 
     def __init__(self, params, lr):
         self.params = [np.array(p, np.float32) for p in params]
         self.lr = np.float32(lr)
+
+    def step(self, x, y):
+        loss, grads = self.loss_and_grads(x, y)
+        for p, g in zip(self.params, grads):
+            g *= self.lr
+            p -= g
+        return loss
+
+
+class MLP(_SGDModel):
+    """x -> relu(x W1^T + b1) W2^T + b2. `params` is [W1, b1, W2, b2] (PyTorch's Linear layout: weights are
+    (out, in))."""
 
     def loss_and_grads(self, x, y):
         W1, b1, W2, b2 = self.params
@@ -52,13 +64,6 @@ class MLP:
         gW1 = gh.T @ x
         gb1 = gh.sum(axis=0)
         return loss, [gW1, gb1, gW2, gb2]
-
-    def step(self, x, y):
-        loss, grads = self.loss_and_grads(x, y)
-        for p, g in zip(self.params, grads):
-            g *= self.lr
-            p -= g
-        return loss
 
 
 # --- LeNet (d2l, ReLU + max-pooling) ---------------------------------------------------------------
@@ -114,14 +119,10 @@ def relu_maxpool2_backward(g, mask):
     return (mask * g[:, :, :, None, :, None]).reshape(n, c, 2 * h2, 2 * w2)
 
 
-class LeNet:
+class LeNet(_SGDModel):
     """d2l's LeNet-5 with ReLU and max-pooling:
     conv(1->6, 5, pad 2) relu pool2 | conv(6->16, 5) relu pool2 | flatten | 400->120 relu | 120->84 relu |
     84->10, trained by plain SGD. `params`: [c1w, c1b, c2w, c2b, f1w, f1b, f2w, f2b, f3w, f3b]."""
-
-    def __init__(self, params, lr):
-        self.params = [np.array(p, np.float32) for p in params]
-        self.lr = np.float32(lr)
 
     def loss_and_grads(self, x, y):
         c1w, c1b, c2w, c2b, f1w, f1b, f2w, f2b, f3w, f3b = self.params
@@ -152,13 +153,6 @@ class LeNet:
         ga1 = relu_maxpool2_backward(gp1, m1)
         _, g_c1w, g_c1b = conv2d_backward(ga1, s1, c1w, need_x=False)
         return loss, [g_c1w, g_c1b, g_c2w, g_c2b, g_f1w, g_f1b, g_f2w, g_f2b, g_f3w, g_f3b]
-
-    def step(self, x, y):
-        loss, grads = self.loss_and_grads(x, y)
-        for p, g in zip(self.params, grads):
-            g *= self.lr
-            p -= g
-        return loss
 
 
 # --- Adam over many small parameters ---------------------------------------------------------------
