@@ -462,9 +462,12 @@ def test_scheduler_errors():
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
-@pytest.mark.parametrize("n", [0, 1, 1000, 65536, 131072, 131073, 200_704])
+@pytest.mark.parametrize("n", [0, 1, 1000, 200_704, "direct", "direct+1", "3 blocks+1"])
 def test_add_scaled_in_blocks_equals_the_plain_update(dtype, n):
-    from tinylazy._update import add_scaled
+    from tinylazy._update import _BLOCK_BYTES, _DIRECT_BYTES, add_scaled
+    itemsize = np.dtype(dtype).itemsize                            # the edges of the plain and the blocked path
+    n = {"direct": _DIRECT_BYTES // itemsize, "direct+1": _DIRECT_BYTES // itemsize + 1,
+         "3 blocks+1": 3 * _BLOCK_BYTES // itemsize + _DIRECT_BYTES // itemsize + 1}.get(n, n)
     rng = np.random.default_rng(n)
     p, d = rng.standard_normal(n).astype(dtype), rng.standard_normal(n).astype(dtype)
     want = p + d * -0.1

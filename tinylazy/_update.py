@@ -17,6 +17,7 @@ import numpy as np
 from .backend import device_of, empty, xp_of
 
 _BLOCK_BYTES = 256 << 10      # add_scaled's work block: fits in a core's L2 cache with room to spare
+_DIRECT_BYTES = 2 << 20       # add_scaled updates arrays up to this size with one plain temporary
 
 
 class Scratch:
@@ -39,14 +40,16 @@ class Scratch:
 def add_scaled(p, d, alpha):
     """p += alpha * d, in place, the same numbers as ``p += d * alpha``.
 
-    NumPy has no fused multiply-add (BLAS axpy), so the product needs a temporary. On the CPU a large
-    update goes through in blocks of 256 KiB with one small temporary that stays in cache, instead of a
-    fresh temporary as large as p (whose first touch misses the cache all the way); measured on the MLP
-    step, that is about half of what an in-place update (which would overwrite d) would save."""
-    block = _BLOCK_BYTES // p.itemsize
-    if type(p) is not np.ndarray or p.size <= 2 * block or not (p.flags.c_contiguous and d.flags.c_contiguous):
+    NumPy has no fused multiply-add (BLAS axpy), so the product needs a temporary. A large cpu update (over
+    2 MiB) goes through in blocks of 256 KiB with one small temporary that stays in cache, instead of a fresh
+    temporary as large as p, whose every page is first faulted in and then missed in the cache: measured here
+    on a cold cache, 0.93 vs 1.22 ms at 4 MiB, 15 vs 30 ms at 64 MiB. Below that the plain form is as fast
+    (0.30 ms either way at 1 MiB) and, inside a train step, faster: the MLP step at batch 256 took 2.4% less
+    time with it than with 256 KiB blocks on its 784 KiB weight."""
+    if type(p) is not np.ndarray or p.nbytes <= _DIRECT_BYTES or not (p.flags.c_contiguous and d.flags.c_contiguous):
         p += d * alpha
         return
+    block = _BLOCK_BYTES // p.itemsize
     pf, df = p.reshape(-1), d.reshape(-1)
     tmp = np.empty(block, p.dtype)
     for start in range(0, pf.size, block):
