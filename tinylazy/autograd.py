@@ -5,9 +5,14 @@ arrays. `Function.apply(*args)` unwraps tensors, runs `forward`, wraps the resul
 on and some input requires grad -- records the call as a node of the graph (the Function instance is the
 node *and* the context that backward reads its saved arrays from).
 
-`backward` walks the graph iteratively (an explicit stack, so a 100,000-op chain works), in reverse
-topological order, summing the gradients that reach each node before calling its backward once.
+`backward` walks the graph iteratively (no recursion, so a 100,000-op chain works), summing the gradients
+that reach each node before calling its backward once. Every recorded node carries a sequence number, and
+the nodes that have received a gradient wait in a heap that yields the newest first, as in PyTorch's engine:
+a node's inputs were made before it, so when a node comes out, every node that feeds it a gradient has run.
 """
+import heapq
+import itertools
+
 import numpy as np
 
 from . import backend
@@ -92,6 +97,9 @@ class Function:
     fresh_grads = False
     overwrites_grad = False
     differentiable = True      # False: results never require grad (comparisons, argmax, ...)
+    _freed = False             # set when backward released the saved arrays (retain_graph=False)
+    _seq = -1                  # creation order of a recorded node (set by apply): backward runs newest first
+    _retained = None           # [(output index, tensor)] of outputs whose .grad is kept (retain_grad)
 
     # PyTorch's ctx helpers, for custom Functions written in its style
     def save_for_backward(self, *arrays):
@@ -103,38 +111,39 @@ class Function:
     @classmethod
     def apply(cls, *args, **kwargs):
         ctx = cls.__new__(cls)
-        raw, edges, needs = [], [], []
-        data_type = None
+        raw = list(args)                      # the tensors among args replaced by their arrays
+        edges = []                            # (position, tensor) of each input that requires grad
+        first = None
         for i, a in enumerate(args):
             if isinstance(a, Tensor):
-                d = a.data
-                if data_type is None:
-                    data_type, first = type(d), a
+                d = raw[i] = a.data
+                if first is None:
+                    first, data_type = a, type(d)
                 elif type(d) is not data_type or (data_type is not np.ndarray and a.device != first.device):
                     raise RuntimeError(f"{cls.__name__}: expected all tensors on the same device, "
                                        f"got {first.device} and {a.device}")
-                raw.append(d)
-                rg = a.requires_grad
-                needs.append(rg)
-                if rg:
+                if a.requires_grad:
                     edges.append((i, a))
-            else:
-                raw.append(a)
-                needs.append(False)
-        record = _grad_enabled and bool(edges) and cls.differentiable
-        ctx.needs_input_grad = tuple(needs) if record else (False,) * len(needs)
+        record = bool(edges) and _grad_enabled and cls.differentiable
+        if record:
+            needs = [False] * len(args)
+            for i, _ in edges:
+                needs[i] = True
+            ctx.needs_input_grad = tuple(needs)
+        else:
+            ctx.needs_input_grad = (False,) * len(args)
         out = cls.forward(ctx, *raw, **kwargs)
         if type(out) is tuple:
             outs = tuple(_wrap(o, record) for o in out)
             if record:
-                ctx._edges, ctx._nout = edges, len(outs)
+                ctx._edges, ctx._nout, ctx._seq = edges, len(outs), next(_sequence)
                 ctx._out_meta = [(o.shape, o.dtype) for o in out]
                 for k, t in enumerate(outs):
                     t.grad_fn, t._out_index = ctx, k
             return outs
         result = _wrap(out, record)
         if record:
-            ctx._edges, ctx._nout = edges, 1
+            ctx._edges, ctx._nout, ctx._seq = edges, 1, next(_sequence)
             result.grad_fn = ctx
         return result
 
@@ -146,10 +155,12 @@ class Function:
 
     def _release(self):
         """Drop what forward saved (the graph is being freed); keep the edges to report a second backward."""
-        d = self.__dict__
-        edges, nout = d.get("_edges", ()), d.get("_nout", 1)
-        d.clear()
-        self._edges, self._nout, self._freed = edges, nout, True
+        edges, nout, seq = self._edges, self._nout, self._seq
+        self.__dict__.clear()
+        self._edges, self._nout, self._seq, self._freed = edges, nout, seq, True
+
+
+_sequence = itertools.count()          # the sequence numbers of recorded nodes
 
 
 def _wrap(out, requires_grad):
@@ -172,27 +183,6 @@ def unbroadcast(grad, shape):
 
 
 # --- the backward pass -----------------------------------------------------------------------------
-def _topological_order(root):
-    """Nodes reachable from `root`, each after every node that consumes its outputs (iterative DFS)."""
-    order, visited = [], set()
-    stack = [(root, False)]
-    while stack:
-        node, done = stack.pop()
-        if done:
-            order.append(node)
-            continue
-        if node in visited:
-            continue
-        visited.add(node)
-        stack.append((node, True))
-        for _, t in node._edges:
-            fn = t.grad_fn
-            if fn is not None and fn not in visited:
-                stack.append((fn, False))
-    order.reverse()
-    return order
-
-
 def backward(tensor, gradient=None, retain_graph=False):
     """Accumulate d(tensor)/d(leaf) * gradient into `.grad` of every leaf that requires grad."""
     if not tensor.requires_grad:
@@ -215,16 +205,16 @@ def backward(tensor, gradient=None, retain_graph=False):
     if root is None:                      # a leaf: its gradient is `grad` itself
         _accumulate_leaf(tensor, grad, fresh=False)
         return
-    pending = {root: _seed(root, tensor._out_index, grad)}
+    pending = {root: _seed(root, tensor._out_index, grad)}   # node -> the gradient summed so far
     owned = {root} if gradient is None else set()      # nodes whose pending gradient only the engine holds
-    for node in _topological_order(root):
-        grads = pending.pop(node, None)
-        if grads is None:                 # reachable only through outputs that got no gradient
-            continue
-        if node.__dict__.get("_freed"):
+    ready = [(-root._seq, root)]          # nodes with a gradient, newest first (a heap on -sequence number)
+    while ready:
+        node = heapq.heappop(ready)[1]
+        grads = pending.pop(node)
+        if node._freed:
             raise RuntimeError(f"backward: trying to backward through the graph a second time ({type(node).__name__} "
                                "already freed its saved arrays); call the first backward with retain_graph=True")
-        retained = node.__dict__.get("_retained")
+        retained = node._retained
         if node._nout == 1:
             if retained:
                 _set_retained(retained[0][1], grads)
@@ -260,6 +250,7 @@ def backward(tensor, gradient=None, retain_graph=False):
                 prev = pending.get(fn)
                 if prev is None:
                     pending[fn] = g
+                    heapq.heappush(ready, (-fn._seq, fn))
                     if fresh_g:
                         owned.add(fn)
                 elif fn in owned:
@@ -271,6 +262,7 @@ def backward(tensor, gradient=None, retain_graph=False):
                 slots = pending.get(fn)
                 if slots is None:
                     slots = pending[fn] = [None] * fn._nout
+                    heapq.heappush(ready, (-fn._seq, fn))
                 k = t._out_index
                 slots[k] = g if slots[k] is None else slots[k] + g
         if not retain_graph:

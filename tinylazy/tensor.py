@@ -151,7 +151,10 @@ class Tensor:
             return
         if not self._retains_grad:
             self._retains_grad = True
-            self.grad_fn.__dict__.setdefault("_retained", []).append((self._out_index, self))
+            fn = self.grad_fn
+            if fn._retained is None:
+                fn._retained = []
+            fn._retained.append((self._out_index, self))
 
     @property
     def retains_grad(self):
