@@ -156,6 +156,23 @@ def test_class_loss_errors(loss):
         loss(x, tl.tensor([0, 1, 2, 0]), weight=tl.ones(4))
 
 
+@pytest.mark.parametrize("dtype", [np.int8, np.int16, np.int32, np.int64, np.uint8, np.uint64])
+def test_class_index_check_for_every_integer_dtype(dtype):
+    # the range check views signed targets as unsigned (one pass): a negative index must still be refused
+    x = tl.tensor(np.random.default_rng(3).standard_normal((4, 3)))
+    want = F.cross_entropy(x, tl.tensor(np.array([0, 2, 1, 2]))).item()
+    assert F.cross_entropy(x, tl.tensor(np.array([0, 2, 1, 2], dtype))).item() == want
+    with pytest.raises(IndexError, match="target class 3 is out of range for 3 classes"):
+        F.cross_entropy(x, tl.tensor(np.array([0, 3, 1, 2], dtype)))
+    if np.dtype(dtype).kind == "i":
+        with pytest.raises(IndexError, match="target class -1 is out of range"):
+            F.cross_entropy(x, tl.tensor(np.array([0, -1, 1, 2], dtype)))
+        ignored = F.cross_entropy(x, tl.tensor(np.array([0, -100, 1, 2], dtype))).item()   # the default ignore_index
+        assert ignored == pytest.approx(F.cross_entropy(x[[0, 2, 3]], tl.tensor(np.array([0, 1, 2]))).item())
+    inside = F.cross_entropy(x, tl.tensor(np.array([0, 2, 1, 2], dtype)), ignore_index=2).item()
+    assert inside == pytest.approx(F.cross_entropy(x[[0, 2]], tl.tensor(np.array([0, 1]))).item())
+
+
 def test_cross_entropy_bad_label_smoothing():
     with pytest.raises(ValueError, match="label_smoothing"):
         F.cross_entropy(tl.randn(2, 3), tl.tensor([0, 1]), label_smoothing=1.5)

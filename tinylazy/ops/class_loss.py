@@ -18,6 +18,7 @@ from ..tensor import Tensor
 from .elementwise import as_tensor_operand
 
 _REDUCTIONS = ("none", "mean", "sum")
+_UNSIGNED = {1: np.uint8, 2: np.uint16, 4: np.uint32, 8: np.uint64}     # by itemsize, for _check_targets
 
 
 # --- shared checks ----------------------------------------------------------------------------------
@@ -81,9 +82,9 @@ def _check_targets(op, t, C, ignore_index):
     """Raise for a class index outside [0, C) that is not ignore_index. Returns whether any is ignored."""
     if t.size == 0:
         return False
-    lo, hi = int(t.min()), int(t.max())
-    if 0 <= lo and hi < C:
-        return lo <= ignore_index <= hi and bool((t == ignore_index).any())
+    unsigned = t if t.dtype.kind == "u" else t.view(_UNSIGNED[t.dtype.itemsize])
+    if int(unsigned.max()) < C:                           # one pass: viewed as unsigned, a negative index is huge
+        return 0 <= ignore_index < C and bool((t == ignore_index).any())
     kept = t[t != ignore_index]
     if kept.size and (int(kept.min()) < 0 or int(kept.max()) >= C):
         bad = int(kept.min()) if int(kept.min()) < 0 else int(kept.max())
