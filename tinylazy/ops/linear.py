@@ -84,9 +84,23 @@ def linear(input, weight, bias=None, *, activation=None):
     """y = input @ weight.T + bias (PyTorch's F.linear): input (..., in_features), weight (out_features,
     in_features), bias (out_features,) or None. tinylazy's `activation` (None, "relu", "tanh", "sigmoid",
     "gelu" or "gelu_tanh") returns act(y) from the same node, equal to applying the activation after."""
-    x = input if type(input) is Tensor else as_tensor_operand(input, None, "linear")
-    w = weight if type(weight) is Tensor else as_tensor_operand(weight, None, "linear")
+    x = input if isinstance(input, Tensor) else as_tensor_operand(input, None, "linear")
+    w = weight if isinstance(weight, Tensor) else as_tensor_operand(weight, None, "linear")
+    if bias is not None and not isinstance(bias, Tensor):
+        bias = as_tensor_operand(bias, None, "linear")
     xd, wd = x.data, w.data
+    bd = None if bias is None else bias.data
+    dtype, wshape = xd.dtype, wd.shape          # all checks in one expression; _linear_error says which failed
+    if (dtype.kind != "f" or wd.dtype != dtype or len(wshape) != 2 or xd.ndim == 0 or xd.shape[-1] != wshape[1]
+            or (bd is not None and (bd.shape != wshape[:1] or bd.dtype != dtype))
+            or (activation is not None and activation not in cuda.ACTIVATIONS)):
+        _linear_error(xd, wd, bd, activation)
+    return Linear.apply(x, w, bias, activation=activation)
+
+
+def _linear_error(xd, wd, bd, activation):
+    """Raise the error that explains why linear's operands do not fit (the fast test in `linear` only says
+    that something may not; when nothing is wrong after all, this returns)."""
     if xd.dtype.kind != "f" or wd.dtype.kind != "f":
         which, t = ("input", xd) if xd.dtype.kind != "f" else ("weight", wd)
         raise TypeError(f"linear: the {which} is {t.dtype}, but linear needs floating-point tensors; "
@@ -100,17 +114,14 @@ def linear(input, weight, bias=None, *, activation=None):
     if xd.ndim == 0 or xd.shape[-1] != in_features:
         raise ShapeError(f"linear: expected input with last dimension in_features={in_features} "
                          f"(weight shape {tuple(wd.shape)}), got input of shape {tuple(xd.shape)}")
-    if bias is not None:
-        if type(bias) is not Tensor:
-            bias = as_tensor_operand(bias, None, "linear")
-        if tuple(bias.data.shape) != (wd.shape[0],):
+    if bd is not None:
+        if tuple(bd.shape) != (wd.shape[0],):
             raise ShapeError(f"linear: expected bias of shape ({wd.shape[0]},) (out_features), "
-                             f"got {tuple(bias.data.shape)}")
-        if bias.data.dtype != xd.dtype:
-            raise TypeError(f"linear: the input is {xd.dtype} but the bias is {bias.data.dtype}; convert one of them")
+                             f"got {tuple(bd.shape)}")
+        if bd.dtype != xd.dtype:
+            raise TypeError(f"linear: the input is {xd.dtype} but the bias is {bd.dtype}; convert one of them")
     if activation is not None and activation not in cuda.ACTIVATIONS:
         raise ValueError(f"linear: unknown activation {activation!r}; expected None or one of {cuda.ACTIVATIONS}")
-    return Linear.apply(x, w, bias, activation=activation)
 
 
 METHODS = ()
