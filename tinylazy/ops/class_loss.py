@@ -169,7 +169,7 @@ class CrossEntropy(_ClassLoss):
         dx_ic = k_i [((1 - eps) w_i + (eps / C) v_i sum W) p_ic - (1 - eps) w_i [c == t_i] - (eps / C) v_i W_c].
     Saves p (computed in place over exp(z), the only (N, C) array forward allocates) and the targets."""
 
-    def forward(self, x, target, weight, C, ignore_index, reduction, label_smoothing, has_ignored):
+    def forward(self, x, target, weight, *, C, ignore_index, reduction, has_ignored, label_smoothing):
         self.reduction, self.eps, self.in_shape, self.W = reduction, label_smoothing, x.shape, weight
         if is_meta(x):
             return self._meta(x, target.shape)
@@ -205,11 +205,11 @@ class CrossEntropy(_ClassLoss):
 
     def backward(self, g):
         if is_meta(g):
-            return (MetaArray(*self.meta),) + (None,) * 7
+            return MetaArray(*self.meta), None, None
         xp, p, eps = xp_of(g), self.p, self.eps
         k = self._coef(g)
         if p is None:                                     # the fused kernel's backward
-            return (cuda.softmax_xent_bwd(k, self.logits, self.target, self.lse, eps),) + (None,) * 7
+            return cuda.softmax_xent_bwd(k, self.logits, self.target, self.lse, eps), None, None
         hit = k if self.w is None else k * self.w         # weight of the one-hot at t_i
         if eps:
             kv = k if self.valid is None else k * self.valid
@@ -220,14 +220,14 @@ class CrossEntropy(_ClassLoss):
         else:
             gx = p * _per_sample(xp, hit)
         gx[self.index] -= hit
-        return (gx.reshape(self.in_shape),) + (None,) * 7
+        return gx.reshape(self.in_shape), None, None
 
 
 class NLLLoss(_ClassLoss):
     """loss_i = -w_i x_{i,t_i} (x holds log-probabilities);  dx = -k_i w_i at (i, t_i), 0 elsewhere.
     Saves the targets and weights."""
 
-    def forward(self, x, target, weight, C, ignore_index, reduction, has_ignored):
+    def forward(self, x, target, weight, *, C, ignore_index, reduction, has_ignored):
         self.reduction, self.in_shape = reduction, x.shape
         if is_meta(x):
             return self._meta(x, target.shape)
@@ -241,20 +241,21 @@ class NLLLoss(_ClassLoss):
 
     def backward(self, g):
         if is_meta(g):
-            return (MetaArray(*self.meta),) + (None,) * 6
+            return MetaArray(*self.meta), None, None
         k = self._coef(g)
         gx = xp_of(g).zeros(self.shape2, self.dtype)
         gx[self.index] = -(k if self.w is None else k * self.w)
-        return (gx.reshape(self.in_shape),) + (None,) * 6
+        return gx.reshape(self.in_shape), None, None
 
 
-def _class_loss(op, cls, input, target, weight, ignore_index, reduction, *extra):
+def _class_loss(op, cls, input, target, weight, ignore_index, reduction, **options):
     x, t, weight, C = _class_operands(op, input, target, weight)
     if weight is not None and weight.data.dtype != x.data.dtype:
         raise TypeError(f"{op}: the weight is {weight.data.dtype} but the input is {x.data.dtype}; "
                         "convert one of them")
     has_ignored = False if is_meta(t.data) else _check_targets(op, t.data, C, ignore_index)
-    return cls.apply(x, t, weight, C, ignore_index, reduction, *extra, has_ignored)
+    return cls.apply(x, t, weight, C=C, ignore_index=ignore_index, reduction=reduction, has_ignored=has_ignored,
+                     **options)
 
 
 def cross_entropy(input, target, weight=None, size_average=None, ignore_index=-100, reduce=None,
@@ -267,7 +268,7 @@ def cross_entropy(input, target, weight=None, size_average=None, ignore_index=-1
     if not 0.0 <= label_smoothing <= 1.0:
         raise ValueError(f"cross_entropy: label_smoothing must be between 0.0 and 1.0, got {label_smoothing}")
     return _class_loss("cross_entropy", CrossEntropy, input, target, weight, ignore_index, reduction,
-                       float(label_smoothing))
+                       label_smoothing=float(label_smoothing))
 
 
 def nll_loss(input, target, weight=None, size_average=None, ignore_index=-100, reduce=None, reduction="mean"):
