@@ -18,9 +18,13 @@ found and what was used; `--keep-env` changes nothing):
 
 How it measures. Every workload is built three ways from the same weights and data (workloads.py), and checked
 first: the implementations must agree (loss, gradients, updated weights, shapes, batches) or the script stops.
-Then, after a warm-up, the implementations run *interleaved*, the order rotating each round (a, b, c, then b,
-c, a, then c, a, b, ...), so a slow spell of a shared machine hits all of them alike; each sample times
-`inner` back-to-back calls (enough to take about a millisecond), and the table reports the median time per
+Then, after a warm-up, the implementations run *interleaved*, in a new order each round (a seeded shuffle),
+so a slow spell of a shared machine hits all of them alike, and each one follows each other one about
+equally often (never itself): a sample starts with the caches the previous implementation left, and a torch
+step leaves them colder than a NumPy step. (A fixed rotation, a b c / b c a / c a b, does not balance that: it
+put tinylazy after torch in two rounds of three, and measured in one run, batch-256 MLP, 2 threads, it gave
+tinylazy/numpy 1.295 where shuffled rounds gave 1.220.) Each sample times `inner` back-to-back calls
+(enough to take about a millisecond), and the table reports the median time per
 call over all rounds, with the ratios tinylazy/torch and tinylazy/numpy of those medians. First-forward cases
 build a fresh lazy model before each call, untimed.
 
@@ -32,6 +36,7 @@ import datetime
 import gc
 import os
 import platform
+import random
 import statistics
 import sys
 import time
@@ -75,6 +80,16 @@ def workload_table():
 
 
 # --- timing ------------------------------------------------------------------------------------------
+def round_order(names, previous, rng):
+    """The next round's order: a shuffle of `names` that does not start with the case that ended `previous`
+    (a case timed right after itself would find its own data in the caches)."""
+    order = list(names)
+    rng.shuffle(order)
+    if previous and len(order) > 1 and order[0] == previous[-1]:
+        order[0], order[1] = order[1], order[0]
+    return order
+
+
 def time_interleaved(cases, budget_s, min_rounds, max_rounds, target_sample_s=1e-3):
     """Median seconds per call of each case, the cases interleaved round by round."""
     names = list(cases)
@@ -93,11 +108,12 @@ def time_interleaved(cases, budget_s, min_rounds, max_rounds, target_sample_s=1e
         per_call = spent / calls
         inner[name] = 1 if case.setup else max(1, min(1000, int(target_sample_s / max(per_call, 1e-9))))
     samples = {name: [] for name in names}
+    rng, order = random.Random(0), None
     deadline = time.perf_counter() + budget_s
     rounds = 0
     while rounds < max_rounds and (rounds < min_rounds or time.perf_counter() < deadline):
-        k = rounds % len(names)                        # rotate: each case follows each other case equally
-        for name in names[k:] + names[:k]:
+        order = round_order(names, order, rng)
+        for name in order:
             case, n = cases[name], inner[name]
             if case.setup:
                 args = case.setup()
