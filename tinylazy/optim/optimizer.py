@@ -26,7 +26,6 @@ State is kept per parameter object: ``optimizer.state[p]`` is a dict with ``"ste
 state arrays. ``state_dict()`` is PyTorch's format: ``{"state": {index: {...}}, "param_groups": [{...,
 "params": [indices]}]}``, indices counting the parameters across the groups in order, tensors as copies.
 """
-import operator
 from functools import partial
 
 import numpy as np
@@ -41,13 +40,27 @@ SMALL = 1 << 15       # cpu parameters with at most this many elements are updat
 
 
 class _Plan:
-    """One group's step, worked out once: `ready` (parameters with data and a gradient), their arrays
-    `datas` (to notice replaced arrays), `buckets` (FlatBuckets of small cpu parameters) and `rest`."""
-    __slots__ = ("has_grad", "names", "ready", "datas", "buckets", "rest", "reusable")
+    """One group's step, worked out once: `buckets` (FlatBuckets of small cpu parameters) and `rest` (the
+    other parameters with data and a gradient); `expected` holds, per parameter of the group, its array if it
+    had a gradient (None if not), to notice a change."""
+    __slots__ = ("names", "expected", "buckets", "rest", "reusable")
 
-    def __init__(self, has_grad, names):
-        self.has_grad, self.names = has_grad, names
-        self.ready, self.datas, self.buckets, self.rest, self.reusable = [], [], [], [], True
+    def __init__(self, names):
+        self.names = names
+        self.expected, self.buckets, self.rest, self.reusable = [], [], [], True
+
+    def matches(self, params, names):
+        """Whether the plan still holds: the same state names, gradients on the same parameters, and their
+        arrays the same objects (one pass of identity tests)."""
+        if names != self.names or len(params) != len(self.expected):
+            return False
+        for p, d in zip(params, self.expected):
+            if d is None:
+                if p.grad is not None:
+                    return False
+            elif p.grad is None or p.data is not d:
+                return False
+        return True
 
 
 def _is_lazy(p):
@@ -149,30 +162,28 @@ class Optimizer:
         parameters have gradients, their arrays are the same objects and the state names are the same
         (checking that costs a few identity tests per parameter); otherwise a new plan is made."""
         params = group["params"]
-        has_grad = [p.grad is not None for p in params]
         names = self._state_names(group)
         plan = self._plans.get(gi)
-        if (plan is not None and plan.has_grad == has_grad and plan.names == names
-                and all(map(operator.is_, [p.data for p in plan.ready], plan.datas))):
+        if plan is not None and plan.matches(params, names):
             return plan
-        plan = self._plans[gi] = _Plan(has_grad, names)
+        plan = self._plans[gi] = _Plan(names)
         small = {}
-        for p, g in zip(params, has_grad):
+        for p in params:
+            g = p.grad is not None
             if not g or _is_lazy(p):
                 plan.reusable = plan.reusable and not g       # a lazy parameter with a grad: re-plan each step
+                plan.expected.append(None)
                 continue
             d = p.data
+            plan.expected.append(d)
             if backend.is_meta(d):                            # shapes only: nothing to update
                 continue
-            plan.ready.append(p)
+            if p in self.state:
+                self._conform(self.state[p], d)
             if type(d) is np.ndarray and d.size <= SMALL and names:   # stateless (plain SGD): no gain
                 small.setdefault(d.dtype, []).append(p)
             else:
                 plan.rest.append(p)
-        plan.datas = [p.data for p in plan.ready]
-        for p, d in zip(plan.ready, plan.datas):
-            if p in self.state:
-                self._conform(self.state[p], d)
         old = {b.dtype: b for b in self._buckets.get(gi, ())}
         for dtype, members in small.items():
             if len(members) < 2:

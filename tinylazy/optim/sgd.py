@@ -10,7 +10,7 @@ Per parameter p with gradient g (lr, momentum mu, dampening tau, weight decay la
 
 State: ``momentum_buffer`` per parameter, only when momentum != 0 (as in PyTorch).
 """
-from .._update import sgd_update
+from .._update import add_scaled, sgd_update
 from .. import cuda
 from .optimizer import Optimizer
 
@@ -47,6 +47,9 @@ class SGD(Optimizer):
     def _updater(self, group):
         kw = dict(lr=group["lr"], momentum=group["momentum"], dampening=group["dampening"],
                   weight_decay=group["weight_decay"], nesterov=group["nesterov"], maximize=group["maximize"])
+        if not (kw["momentum"] or kw["weight_decay"] or kw["maximize"]):
+            lr = kw["lr"]                    # plain SGD: sgd_update would do just this
+            return lambda p, g, s, step, work: add_scaled(p, g, -lr)
         if kw["momentum"] == 0:
             return lambda p, g, s, step, work: sgd_update(p, g, None, work, **kw)
         return lambda p, g, s, step, work: sgd_update(p, g, s["momentum_buffer"], work, first=step == 0, **kw)
