@@ -2,6 +2,7 @@
 
     python bench/count_instructions.py                 # batch 32, both implementations (~2 minutes)
     python bench/count_instructions.py --batch 256 --part fwd
+    python bench/count_instructions.py --by-function  # + where the difference goes, by C function (callgrind)
 
 On a shared machine, timings of a few hundred microseconds move by 10-20% from run to run; instruction
 counts do not. This runs the step under `valgrind --tool=cachegrind` for 11 and for 51 steps (one thread,
@@ -10,7 +11,10 @@ steady-state step, import and warm-up excluded. The gap between tinylazy and Num
 work (interpreter and bookkeeping); in the interleaved timings of compare.py each such instruction costs
 more than BLAS's, because the interpreter runs with cold caches there. `--part` counts a prefix of the step:
 fwd (the model), loss (+ cross-entropy; NumPy's includes its gradient), bwd (+ backward), full (+ SGD).
-Needs valgrind (and setarch); it is a development tool, not part of the test suite.
+`--by-function` runs the same four programs under callgrind and prints the functions whose instructions per
+step differ most (interpreter, attribute lookup, allocation, NumPy's loops): it tells interpreter work from
+arithmetic, which no Python profiler can. Needs valgrind (and setarch); it is a development tool, not part of
+the test suite.
 """
 import argparse
 import os
@@ -18,6 +22,7 @@ import re
 import shutil
 import subprocess
 import sys
+import tempfile
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 
@@ -66,14 +71,52 @@ def run_steps(impl, batch, steps, part):
         step()
 
 
-def count(impl, batch, steps, part):
+def _valgrind(tool_args, impl, batch, steps, part):
     env = dict(os.environ, PYTHONHASHSEED="0", OPENBLAS_NUM_THREADS="1", OMP_NUM_THREADS="1")
-    cmd = ["valgrind", "--tool=cachegrind", "--cache-sim=no", "--cachegrind-out-file=/dev/null",
-           sys.executable, os.path.abspath(__file__), "--inner", impl, str(batch), str(steps), part]
+    cmd = ["valgrind", *tool_args, sys.executable, os.path.abspath(__file__), "--inner", impl, str(batch),
+           str(steps), part]
     if shutil.which("setarch"):
         cmd = ["setarch", os.uname().machine, "-R"] + cmd
-    out = subprocess.run(cmd, env=env, capture_output=True, text=True, check=True).stderr
+    return subprocess.run(cmd, env=env, capture_output=True, text=True, check=True).stderr
+
+
+def count(impl, batch, steps, part):
+    out = _valgrind(["--tool=cachegrind", "--cache-sim=no", "--cachegrind-out-file=/dev/null"],
+                    impl, batch, steps, part)
     return int(re.search(r"I\s+refs:\s+([\d,]+)", out).group(1).replace(",", ""))
+
+
+def count_by_function(impl, batch, steps, part):
+    """{C function: instructions spent in it (self cost)} for `steps` steps, from callgrind."""
+    with tempfile.TemporaryDirectory() as tmp:
+        path = os.path.join(tmp, "callgrind.out")
+        _valgrind(["--tool=callgrind", f"--callgrind-out-file={path}"], impl, batch, steps, part)
+        report = subprocess.run(["callgrind_annotate", "--threshold=100", path], capture_output=True,
+                                text=True, check=True).stdout
+    costs = {}
+    for line in report.splitlines():
+        m = re.match(r"\s*([\d,]+)\s+\(\s*[\d.]+%\)\s+(\S.*)", line)
+        if m and "PROGRAM TOTALS" not in line:
+            name = m.group(2).split(" [")[0]
+            name = name.rsplit("/", 1)[-1]           # file:function, without the build directory
+            costs[name] = costs.get(name, 0) + int(m.group(1).replace(",", ""))
+    return costs
+
+
+def by_function(batch, part, top=25):
+    """Print the C functions whose instructions per step differ most between tinylazy and NumPy."""
+    per_step = {}
+    for impl in ("numpy", "tinylazy"):
+        a, b = count_by_function(impl, batch, 11, part), count_by_function(impl, batch, 51, part)
+        per_step[impl] = {k: (b.get(k, 0) - a.get(k, 0)) / 40 for k in set(a) | set(b)}
+    np_, tl_ = per_step["numpy"], per_step["tinylazy"]
+    rows = sorted(((tl_.get(k, 0) - np_.get(k, 0), k) for k in set(np_) | set(tl_)), reverse=True)
+    print(f"\nper step, by C function (self instructions; tinylazy - numpy, tinylazy, numpy), top {top}:")
+    for diff, name in rows[:top]:
+        print(f"{diff:>10,.0f} {tl_.get(name, 0):>12,.0f} {np_.get(name, 0):>12,.0f}  {name[:90]}")
+    print("where NumPy spends more (e.g. its SGD subtracts where tinylazy adds a negative step):")
+    for diff, name in rows[:-6:-1]:
+        print(f"{diff:>10,.0f} {tl_.get(name, 0):>12,.0f} {np_.get(name, 0):>12,.0f}  {name[:90]}")
 
 
 def main(argv=None):
@@ -83,6 +126,7 @@ def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--batch", type=int, default=32)
     ap.add_argument("--part", default="full", choices=("fwd", "loss", "bwd", "full"))
+    ap.add_argument("--by-function", action="store_true", help="also attribute the difference to C functions")
     args = ap.parse_args(argv)
     if not shutil.which("valgrind"):
         sys.exit("count_instructions: valgrind is not installed")
@@ -92,6 +136,10 @@ def main(argv=None):
         print(f"{impl:9s} {per_step[impl]:>12,} instructions per step ({args.part}, batch {args.batch})")
     extra = per_step["tinylazy"] - per_step["numpy"]
     print(f"tinylazy - numpy: {extra:,} ({extra / per_step['numpy']:+.1%})")
+    if args.by_function:
+        if not shutil.which("callgrind_annotate"):
+            sys.exit("count_instructions: --by-function needs callgrind_annotate (valgrind's)")
+        by_function(args.batch, args.part)
 
 
 if __name__ == "__main__":
