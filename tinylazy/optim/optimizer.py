@@ -34,6 +34,7 @@ from .. import backend
 from ..autograd import enable_grad
 from ..tensor import Tensor
 from .._update import Scratch
+from . import _state_io
 from ._flat import FlatBucket
 
 SMALL = 1 << 15       # cpu parameters with at most this many elements are updated together in flat buckets
@@ -287,115 +288,23 @@ class Optimizer:
     def _fused(self, group, params, grads, states, step):
         return False
 
-    # --- state_dict ---------------------------------------------------------------------------------------
-    def _indexed_params(self):
-        i = 0
-        for group in self.param_groups:
-            for p in group["params"]:
-                yield i, p
-                i += 1
-
+    # --- state_dict (tinylazy/optim/_state_io.py) ----------------------------------------------------------
     def state_dict(self):
         """``{"state": {index: {"step": tensor, name: tensor, ...}}, "param_groups": [{hyperparameters...,
         "params": [index, ...]}]}``, PyTorch's format; the tensors are copies (a snapshot)."""
-        groups, start = [], 0
-        for group in self.param_groups:
-            packed = {k: v for k, v in group.items() if k != "params"}
-            packed["params"] = list(range(start, start + len(group["params"])))
-            start += len(group["params"])
-            groups.append(packed)
-        state = {}
-        for i, p in self._indexed_params():
-            st = self.state.get(p)
-            if st is None and p in self._pending:
-                st = self._pending[p][1]
-            if st is None:
-                continue
-            out = {}
-            for key, value in st.items():
-                if key == "step":
-                    if self._export_step:
-                        out[key] = Tensor(np.array(float(value), np.float32))
-                elif hasattr(value, "shape"):
-                    out[key] = Tensor(backend.to_device(value, backend.device_of(value), copy=True))
-                else:
-                    out[key] = value
-            if out:
-                state[i] = out
-        return {"state": state, "param_groups": groups}
+        return _state_io.pack(self)
 
     def load_state_dict(self, state_dict):
         """Load a state_dict() (of an optimizer of the same kind over parameters of the same shapes). The
         hyperparameters of each group are replaced by the saved ones; state arrays are copied and cast to
         each parameter's device and floating dtype."""
-        if not isinstance(state_dict, dict) or "state" not in state_dict or "param_groups" not in state_dict:
-            raise ValueError("load_state_dict: expected a dict with 'state' and 'param_groups' "
-                             "(what optimizer.state_dict() returns)")
-        saved_groups = state_dict["param_groups"]
-        if len(saved_groups) != len(self.param_groups):
-            raise ValueError(f"load_state_dict: the loaded state dict has {len(saved_groups)} parameter "
-                             f"group(s), but this optimizer has {len(self.param_groups)}")
-        id_map = {}
-        for gi, (group, saved) in enumerate(zip(self.param_groups, saved_groups)):
-            if len(saved["params"]) != len(group["params"]):
-                raise ValueError(f"load_state_dict: parameter group {gi} of the loaded state dict has "
-                                 f"{len(saved['params'])} parameter(s), but this optimizer's group {gi} has "
-                                 f"{len(group['params'])}")
-            for index, p in zip(saved["params"], group["params"]):
-                id_map[int(index)] = p
-        new_state, pending = {}, {}
-        for key, entry in state_dict["state"].items():
-            index = int(key)
-            if index not in id_map:
-                raise ValueError(f"load_state_dict: the state holds parameter index {index}, which is in none "
-                                 f"of the loaded parameter groups (indices {sorted(id_map)})")
-            p = id_map[index]
-            entry = self._import_entry(entry)
-            if _is_lazy(p):
-                pending[p] = (index, entry)
-            else:
-                new_state[p] = self._cast_entry(p, index, entry)
-        for group, saved in zip(self.param_groups, saved_groups):
-            params = group["params"]
-            group.clear()
-            group.update({k: v for k, v in saved.items() if k != "params"})
-            group["params"] = params
-        self.state, self._pending = new_state, pending
-        self._forget_plans()
-
-    def _import_entry(self, entry):
-        """A loaded state entry as raw arrays and an int step."""
-        out = {}
-        for key, value in entry.items():
-            if isinstance(value, Tensor):
-                value = value.data
-            if key == "step":
-                value = int(round(float(value.item() if hasattr(value, "item") else value)))
-            if value is not None:          # PyTorch may store momentum_buffer=None: same as absent
-                out[key] = value
-        if "step" not in out:            # PyTorch's SGD saves only momentum buffers: they have seen a step
-            out["step"] = 1 if any(hasattr(v, "shape") for v in out.values()) else 0
-        return out
-
-    def _cast_entry(self, p, index, entry):
-        d = p.data
-        dev = backend.device_of(d)
-        out = {}
-        for key, value in entry.items():
-            if hasattr(value, "shape"):
-                if tuple(value.shape) != tuple(d.shape):
-                    raise ValueError(f"load_state_dict: state {key!r} of parameter {index} has shape "
-                                     f"{tuple(value.shape)}, but the parameter has shape {tuple(d.shape)}")
-                dtype = d.dtype if value.dtype.kind == "f" else None
-                value = backend.to_device(value, dev, dtype=dtype, copy=True)
-            out[key] = value
-        return out
+        _state_io.load(self, state_dict)
 
     def _adopt_pending(self):
         """Move loaded state of parameters that were lazy at load time into place once they have data."""
         for p, (index, entry) in list(self._pending.items()):
             if not _is_lazy(p):
-                self.state[p] = self._cast_entry(p, index, entry)
+                self.state[p] = _state_io.cast_entry(p, index, entry)
                 del self._pending[p]
                 self._forget_plans()
 
