@@ -68,9 +68,6 @@ def sgd_update(p, g, buf, work, *, lr, momentum=0.0, dampening=0.0, weight_decay
         d   = d + momentum buf  (nesterov)   or   buf                       (when momentum != 0)
         p   = p - lr d
     """
-    if not (momentum or weight_decay or maximize):            # plain SGD
-        add_scaled(p, g, -lr)
-        return
     xp = xp_of(p)
     d = g
     if maximize:
