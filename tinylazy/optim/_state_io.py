@@ -5,6 +5,7 @@ parameters across the groups in order. State of parameters still lazy at load ti
 import numpy as np
 
 from .. import backend
+from ..nn.parameter import is_lazy
 from ..tensor import Tensor
 
 
@@ -70,7 +71,7 @@ def load(opt, state_dict):
                              f"of the loaded parameter groups (indices {sorted(id_map)})")
         p = id_map[index]
         entry = import_entry(entry)
-        if getattr(p, "is_lazy", False):
+        if is_lazy(p):
             pending[p] = (index, entry)
         else:
             new_state[p] = cast_entry(p, index, entry)

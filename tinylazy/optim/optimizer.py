@@ -32,6 +32,7 @@ import numpy as np
 
 from .. import backend
 from ..autograd import enable_grad
+from ..nn.parameter import is_lazy
 from ..tensor import Tensor
 from .._update import Scratch
 from . import _state_io
@@ -62,10 +63,6 @@ class _Plan:
             elif p.grad is None or p.data is not d:
                 return False
         return True
-
-
-def _is_lazy(p):
-    return getattr(p, "is_lazy", False)
 
 
 class Optimizer:
@@ -171,7 +168,7 @@ class Optimizer:
         small = {}
         for p in params:
             g = p.grad is not None
-            if not g or _is_lazy(p):
+            if not g or is_lazy(p):
                 plan.reusable = plan.reusable and not g       # a lazy parameter with a grad: re-plan each step
                 plan.expected.append(None)
                 continue
@@ -303,7 +300,7 @@ class Optimizer:
     def _adopt_pending(self):
         """Move loaded state of parameters that were lazy at load time into place once they have data."""
         for p, (index, entry) in list(self._pending.items()):
-            if not _is_lazy(p):
+            if not is_lazy(p):
                 self.state[p] = _state_io.cast_entry(p, index, entry)
                 del self._pending[p]
                 self._forget_plans()
