@@ -30,6 +30,7 @@ from ..errors import ShapeError
 from ..meta import MetaArray
 from ..tensor import Tensor
 from .elementwise import as_tensor_operand
+from .linear import activation_epilogue
 
 METHODS = ()
 __all__ = ("conv2d",)
@@ -93,16 +94,10 @@ class Conv2d(Function):
         w3 = w.reshape(groups, o // groups, cg * kh * kw)
         out = xp.matmul(w3, cols).reshape(o, ho, wo, n)
         self.act = activation
-        if activation is None:
-            if b is not None:
-                out += b.reshape(o, 1, 1, 1)
-        else:
-            product = out
-            if b is None:
-                out = cuda.act_fwd(product, activation, overwrite_x=True)
-            else:
-                out = cuda.bias_act_fwd(product, b, activation, axis=0, overwrite_x=True)
-            self.saved, self.bias = (out if cuda.act_saves_output(activation) else product), b
+        if activation is not None:
+            out = activation_epilogue(self, out, b, activation, axis=0)
+        elif b is not None:
+            out += b.reshape(o, 1, 1, 1)
         if need_w:
             self.cols = cols
         if need_x:

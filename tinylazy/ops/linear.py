@@ -20,6 +20,18 @@ from ..tensor import Tensor
 from .elementwise import as_tensor_operand
 
 
+def activation_epilogue(ctx, product, bias, activation, axis):
+    """act(product + bias) for a fresh `product` it may write over (Linear's and Conv2d's fused epilogue,
+    tinylazy.cuda.bias_act_fwd), the bias along `axis`; keeps on ctx what backward needs: ctx.saved (the
+    output, or for the gelus the product) and ctx.bias."""
+    if bias is None:
+        out = cuda.act_fwd(product, activation, overwrite_x=True)
+    else:
+        out = cuda.bias_act_fwd(product, bias, activation, axis=axis, overwrite_x=True)
+    ctx.saved, ctx.bias = (out if cuda.act_saves_output(activation) else product), bias
+    return out
+
+
 class Linear(Function):
     """y = act(x @ W.T + b), for x of shape (..., in), W (out, in), b (out,); act is None (no activation)
     or one of tinylazy.cuda.ACTIVATIONS.
@@ -45,16 +57,10 @@ class Linear(Function):
             x2 = x
         out = x2 @ weight.T
         self.act = activation
-        if activation is None:
-            if bias is not None:
-                out += bias
-        else:
-            product = out
-            if bias is None:
-                out = cuda.act_fwd(product, activation, overwrite_x=True)
-            else:
-                out = cuda.bias_act_fwd(product, bias, activation, overwrite_x=True)
-            self.saved, self.bias = (out if cuda.act_saves_output(activation) else product), bias
+        if activation is not None:
+            out = activation_epilogue(self, out, bias, activation, axis=-1)
+        elif bias is not None:
+            out += bias
         if need_x:
             self.weight, self.x_shape = weight, x.shape
         if need_w:
