@@ -43,8 +43,9 @@ SMALL = 1 << 15       # cpu parameters with at most this many elements are updat
 
 class _Plan:
     """One group's step, worked out once: `buckets` (FlatBuckets of small cpu parameters) and `rest` (the
-    other parameters with data and a gradient); `expected` holds, per parameter of the group, its array if it
-    had a gradient (None if not), to notice a change."""
+    other parameters with data and a gradient, each as ``(p, work)``: its work-array function, made once);
+    `expected` holds, per parameter of the group, its array if it had a gradient (None if not), to notice a
+    change."""
     __slots__ = ("names", "expected", "buckets", "rest", "reusable")
 
     def __init__(self, names):
@@ -152,7 +153,7 @@ class Optimizer:
             for bucket in plan.buckets:
                 self._step_bucket(group, bucket)
             if plan.rest:
-                self._step_each(group, plan.rest)
+                self._step_each(group, plan)
         return loss
 
     def _plan(self, gi, group):
@@ -181,11 +182,11 @@ class Optimizer:
             if type(d) is np.ndarray and d.size <= SMALL and names:   # stateless (plain SGD): no gain
                 small.setdefault(d.dtype, []).append(p)
             else:
-                plan.rest.append(p)
+                plan.rest.append((p, self._work(d)))
         old = {b.dtype: b for b in self._buckets.get(gi, ())}
         for dtype, members in small.items():
             if len(members) < 2:
-                plan.rest.extend(members)
+                plan.rest.extend((p, self._work(p.data)) for p in members)
                 continue
             bucket = old.get(dtype)
             if bucket is None or not bucket.matches(members, names):
@@ -214,41 +215,45 @@ class Optimizer:
         self._buckets.clear()
         self._plans.clear()
 
-    def _step_each(self, group, params):
-        """Update cpu parameters one by one; cuda ones in one fused call per (device, dtype, step) when the
-        optimizer has a fused kernel, else one by one too. A rule without state arrays (plain SGD) keeps no
-        state at all, as in PyTorch."""
-        names = self._state_names(group)
+    def _step_each(self, group, plan):
+        """Update the plan's cpu parameters one by one; cuda ones in one fused call per (device, dtype, step)
+        when the optimizer has a fused kernel, else one by one too. A rule without state arrays (plain SGD)
+        keeps no state at all, as in PyTorch."""
+        names = plan.names
         update = self._updater(group)
         cuda = {}
-        for p in params:
-            d = p.data
+        for p, work in plan.rest:
             st = self._state_for(p, group, names) if names else None
-            if type(d) is not np.ndarray:
-                key = (backend.device_of(d), d.dtype, 0 if st is None else st["step"])
-                cuda.setdefault(key, []).append((p, st))
+            if type(p.data) is not np.ndarray:
+                key = (backend.device_of(p.data), p.data.dtype, 0 if st is None else st["step"])
+                cuda.setdefault(key, []).append((p, st, work))
                 continue
-            self._update_one(update, p, st)
+            self._update_one(update, p, st, work)
         for (_, _, step), members in cuda.items():
-            ps = [p for p, _ in members]
-            states = [st for _, st in members]
+            ps = [p for p, _, _ in members]
+            states = [st for _, st, _ in members]
             if not self._fused(group, [p.data for p in ps], [p.grad.data for p in ps], states, step):
-                for p, st in members:
-                    self._update_one(update, p, st)
+                for p, st, work in members:
+                    self._update_one(update, p, st, work)
                 continue
             for st in states:
                 if st is not None:
                     st["step"] = step + 1
 
-    def _update_one(self, update, p, st):
+    def _work(self, d):
+        """`work(slot)` for the update rules: reusable work arrays shaped like the raw array `d`."""
+        return partial(self._scratch.get, d)
+
+    def _update_one(self, update, p, st, work=None):
         d, g = p.data, p.grad.data
         if g.shape != d.shape:
             raise ValueError(f"optimizer step: a parameter of shape {tuple(d.shape)} has a .grad of shape "
                              f"{tuple(g.shape)}")
+        work = work or self._work(d)
         if st is None:
-            update(d, g, None, 0, partial(self._scratch.get, d))
+            update(d, g, None, 0, work)
         else:
-            update(d, g, st, st["step"], partial(self._scratch.get, d))
+            update(d, g, st, st["step"], work)
             st["step"] += 1
 
     def _state_for(self, p, group, names):

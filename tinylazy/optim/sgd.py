@@ -45,11 +45,11 @@ class SGD(Optimizer):
         return super()._new_state_array(p, st, name)
 
     def _updater(self, group):
+        if not (group["momentum"] or group["weight_decay"] or group["maximize"]):
+            alpha = -group["lr"]             # plain SGD: sgd_update would do just this
+            return lambda p, g, s, step, work: add_scaled(p, g, alpha)
         kw = dict(lr=group["lr"], momentum=group["momentum"], dampening=group["dampening"],
                   weight_decay=group["weight_decay"], nesterov=group["nesterov"], maximize=group["maximize"])
-        if not (kw["momentum"] or kw["weight_decay"] or kw["maximize"]):
-            lr = kw["lr"]                    # plain SGD: sgd_update would do just this
-            return lambda p, g, s, step, work: add_scaled(p, g, -lr)
         if kw["momentum"] == 0:
             return lambda p, g, s, step, work: sgd_update(p, g, None, work, **kw)
         return lambda p, g, s, step, work: sgd_update(p, g, s["momentum_buffer"], work, first=step == 0, **kw)
