@@ -1,0 +1,115 @@
+"""Does a change make the MLP train step faster where compare.py measures it? Working tree vs a git revision.
+
+    python bench/ab_revision.py                      # working tree vs HEAD, batch 256, 2 threads, 600 rounds
+    python bench/ab_revision.py --rev HEAD~3 --batch 32 --threads 1 --rounds 1000
+
+compare.py times each implementation right after another one (rounds shuffled), so tinylazy's step always
+starts after a NumPy or a torch step has used the caches. Timing two versions of tinylazy one right after
+the other would let each find the other's code and data in the caches, so this script keeps compare.py's
+regime: each round is a shuffle of [one tinylazy version, numpy, torch], the version alternating round by
+round, and a round never starts with the case that ended the one before. It prints medians and ratios.
+On a shared machine two runs of the same code differ by up to ~0.03 of the NumPy ratio: rerun before
+believing a smaller difference, and prefer count_instructions.py for changes of a few thousand instructions.
+
+The revision's `tinylazy/` is extracted (git archive) into a temporary folder as package `tinylazy_base`
+(the package imports itself only relatively, so both load side by side). Both versions must agree on the
+loss of the first step before anything is timed.
+"""
+import argparse
+import importlib
+import os
+import random
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")      # as compare.py: no spinning BLAS/OpenMP workers
+os.environ.setdefault("OPENBLAS_THREAD_TIMEOUT", "4")
+
+import numpy as np  # noqa: E402
+
+import workloads as W  # noqa: E402
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def load_revision(rev, folder):
+    """The package `tinylazy/` as it was at `rev`, imported as `tinylazy_base`."""
+    archive = subprocess.run(["git", "-C", ROOT, "archive", rev, "tinylazy"], check=True, capture_output=True).stdout
+    subprocess.run(["tar", "-x", "-C", folder], input=archive, check=True)
+    os.rename(os.path.join(folder, "tinylazy"), os.path.join(folder, "tinylazy_base"))
+    sys.path.insert(0, folder)
+    return importlib.import_module("tinylazy_base")
+
+
+def mlp_step(pkg, x, y):
+    """The MLP train step of workloads.py, written against package `pkg` (either version of tinylazy)."""
+    nn, F = pkg.nn, pkg.nn.functional
+    net = nn.Sequential(nn.Linear(784, 256), nn.ReLU(), nn.Linear(256, 10))
+    for p, a in zip(net.parameters(), W.mlp_params()):
+        p.data[...] = a
+    opt = pkg.optim.SGD(net.parameters(), lr=W.LR)
+    X, Y = pkg.from_numpy(x), pkg.from_numpy(y)
+
+    def step():
+        loss = F.cross_entropy(net(X), Y)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        return loss
+    return step
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--rev", default="HEAD", help="the git revision to compare the working tree with")
+    ap.add_argument("--batch", type=int, default=256)
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--rounds", type=int, default=600)
+    args = ap.parse_args()
+    if W.torch is None:
+        raise SystemExit("ab_revision.py needs torch (the third case of every round)")
+    from threadpoolctl import threadpool_limits
+    threadpool_limits(args.threads)                      # after NumPy's import, so that OpenBLAS is seen
+    W.torch.set_num_threads(args.threads)
+    import tinylazy
+    with tempfile.TemporaryDirectory() as folder:
+        base = load_revision(args.rev, folder)
+        if base.Tensor is tinylazy.Tensor or base.nn.Linear is tinylazy.nn.Linear:
+            raise SystemExit("tinylazy_base resolved to the working tree's modules (an absolute self-import?)")
+        x, y = W.batch((args.batch, 784))
+        cases = W.mlp_step(args.batch)
+        runs = {"working tree": mlp_step(tinylazy, x, y), args.rev: mlp_step(base, x, y),
+                "numpy": cases["numpy"].run, "torch": cases["torch"].run}
+        first = [W.as_float(runs[k]()) for k in ("working tree", args.rev)]
+        if not np.isclose(first[0], first[1], rtol=1e-5):
+            raise SystemExit(f"the two versions disagree on the first loss: {first}")
+        for run in runs.values():                        # warm-up
+            for _ in range(10):
+                run()
+        versions = ["working tree", args.rev]
+        times = {name: [] for name in runs}
+        rng, last = random.Random(0), None
+        for r in range(args.rounds):
+            order = [versions[r % 2], "numpy", "torch"]
+            rng.shuffle(order)
+            if order[0] == last or (last in versions and order[0] in versions):
+                order.append(order.pop(0))
+            for name in order:
+                t0 = time.perf_counter()
+                runs[name]()
+                times[name].append(time.perf_counter() - t0)
+            last = order[-1]
+    med = {name: statistics.median(t) for name, t in times.items()}
+    print(f"MLP step, batch {args.batch}, {args.threads} thread(s), {args.rounds} rounds "
+          f"({args.rounds // 2} per tinylazy version); medians:")
+    for name, m in med.items():
+        ratio = f"   {m / med['numpy']:.3f}x numpy" if name in versions else ""
+        print(f"  {name:>14}: {m * 1e3:7.3f} ms{ratio}")
+    print(f"  working tree / {args.rev}: {med['working tree'] / med[args.rev]:.3f}")
+
+
+if __name__ == "__main__":
+    main()
