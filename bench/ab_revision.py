@@ -45,21 +45,10 @@ def load_revision(rev, folder):
 
 
 def mlp_step(pkg, x, y):
-    """The MLP train step of workloads.py, written against package `pkg` (either version of tinylazy)."""
-    nn, F = pkg.nn, pkg.nn.functional
-    net = nn.Sequential(nn.Linear(784, 256), nn.ReLU(), nn.Linear(256, 10))
-    for p, a in zip(net.parameters(), W.mlp_params()):
-        p.data[...] = a
-    opt = pkg.optim.SGD(net.parameters(), lr=W.LR)
-    X, Y = pkg.from_numpy(x), pkg.from_numpy(y)
-
-    def step():
-        loss = F.cross_entropy(net(X), Y)
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
-        return loss
-    return step
+    """workloads.py's tinylazy MLP train step, built from package `pkg` (either version of tinylazy)."""
+    net = W.tl_mlp(pkg)
+    W.load_into(net.parameters(), W.mlp_params())
+    return W._tl_train_step(net, x, y, pkg)
 
 
 def main():

@@ -89,8 +89,9 @@ def load_into(params, arrays):
 
 
 # --- models, the same in tinylazy and torch -------------------------------------------------------
-def tl_mlp():
-    return nn.Sequential(nn.Linear(784, 256), nn.ReLU(), nn.Linear(256, 10))
+def tl_mlp(pkg=tl):
+    """The MLP in tinylazy (or in `pkg`, another copy of the package: see ab_revision.py)."""
+    return pkg.nn.Sequential(pkg.nn.Linear(784, 256), pkg.nn.ReLU(), pkg.nn.Linear(256, 10))
 
 
 def torch_mlp():
@@ -113,12 +114,13 @@ def lazy_mlp(nn_mod):
 
 
 # --- train steps (forward, cross-entropy, backward, SGD) -------------------------------------------
-def _tl_train_step(net, x, y):
-    opt = optim.SGD(net.parameters(), lr=LR)
-    X, Y = tl.from_numpy(x), tl.from_numpy(y)
+def _tl_train_step(net, x, y, pkg=tl):
+    opt = pkg.optim.SGD(net.parameters(), lr=LR)
+    X, Y = pkg.from_numpy(x), pkg.from_numpy(y)
+    cross_entropy = pkg.nn.functional.cross_entropy
 
     def step():
-        loss = F.cross_entropy(net(X), Y)
+        loss = cross_entropy(net(X), Y)
         opt.zero_grad()
         loss.backward()
         opt.step()
