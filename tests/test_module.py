@@ -319,3 +319,48 @@ def test_parameters_and_buffers_stay_the_same_objects_as_plain_attributes():
     m.plain = 5
     with pytest.raises(KeyError, match="already exists"):
         m.register_buffer("plain", tl.ones(1))
+
+
+def test_child_modules_stay_the_same_objects_as_plain_attributes():
+    """Child modules live in __dict__ too (Module has no __getattr__): every container edit keeps the
+    attributes and `_modules` in step, and a name that is gone is gone from both."""
+    class Net(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.body = nn.Linear(2, 2)
+
+    net = Net()
+    assert "__getattr__" not in vars(nn.Module) and net.body is net._modules["body"] is net.__dict__["body"]
+    net.body = None
+    assert net.body is None and net._modules["body"] is None and list(net.children()) == []
+    net.body = nn.Tanh()
+    assert type(net.body) is nn.Tanh and net._modules["body"] is net.body
+    del net.body
+    assert not hasattr(net, "body") and "body" not in net._modules
+    with pytest.raises(AttributeError, match="'Net' object has no attribute 'body'"):
+        net.body
+    with pytest.raises(KeyError, match="already exists"):       # PyTorch: would shadow the method
+        net.add_module("forward", nn.ReLU())
+    net.add_module("extra", nn.ReLU())
+    assert type(net.extra) is nn.ReLU
+
+    def attrs(m):                                    # every module-valued attribute: a stale one shows
+        return {k: v for k, v in vars(m).items() if isinstance(v, nn.Module)}
+
+    seq = nn.Sequential(nn.Linear(2, 3), nn.ReLU(), nn.Linear(3, 1))
+    del seq[0]
+    seq.insert(0, nn.Tanh())
+    seq.pop(-1)
+    assert attrs(seq) == dict(seq._modules) and list(seq._modules) == ["0", "1"] and not hasattr(seq, "2")
+    ml = nn.ModuleList([nn.ReLU(), nn.Tanh(), nn.Sigmoid()])
+    del ml[0]
+    ml.insert(1, nn.GELU())
+    assert attrs(ml) == dict(ml._modules) and [type(m) for m in ml] == [nn.Tanh, nn.GELU, nn.Sigmoid]
+    md = nn.ModuleDict({"a": nn.ReLU(), "b": nn.Tanh(), "c": nn.Sigmoid()})
+    del md["a"]
+    md.pop("b")
+    assert attrs(md) == {"c": md["c"]} and md.c is md["c"] and not hasattr(md, "a")
+    md.clear()
+    assert attrs(md) == {} and len(md) == 0
+    twin = copy.deepcopy(seq)
+    assert twin[0] is twin.__dict__["0"] and twin[0] is not seq[0]

@@ -69,12 +69,12 @@ class Sequential(Module):
     def __delitem__(self, idx):
         keys = list(self._modules)
         for key in (keys[idx] if isinstance(idx, slice) else [keys[_index(idx, len(keys), "Sequential")]]):
-            del self._modules[key]
+            self._drop_child(key)
         self._renumber()
 
     def _renumber(self):
         items = list(self._modules.values())
-        self._modules.clear()
+        self._drop_children()
         for i, m in enumerate(items):
             self.add_module(str(i), m)
 
@@ -92,7 +92,7 @@ class Sequential(Module):
         items = list(self._modules.values())
         index = index if index >= 0 else index + len(items)
         items.insert(index, module)
-        self._modules.clear()
+        self._drop_children()
         for i, m in enumerate(items):
             self.add_module(str(i), m)
         return self
@@ -142,7 +142,7 @@ class ModuleList(Module):
     def __delitem__(self, idx):
         values = list(self._modules.values())
         del values[idx if isinstance(idx, slice) else _index(idx, len(values), "ModuleList")]
-        self._modules.clear()
+        self._drop_children()
         self.extend(values)
 
     def __len__(self):
@@ -166,7 +166,7 @@ class ModuleList(Module):
     def insert(self, index, module):
         values = list(self._modules.values())
         values.insert(index, module)
-        self._modules.clear()
+        self._drop_children()
         self.extend(values)
 
     def forward(self, *args, **kwargs):
@@ -188,7 +188,7 @@ class ModuleDict(Module):
         self.add_module(key, module)
 
     def __delitem__(self, key):
-        del self._modules[key]
+        self._drop_child(key)
 
     def __len__(self):
         return len(self._modules)
@@ -214,11 +214,11 @@ class ModuleDict(Module):
 
     def pop(self, key):
         m = self._modules[key]
-        del self._modules[key]
+        self._drop_child(key)
         return m
 
     def clear(self):
-        self._modules.clear()
+        self._drop_children()
 
     def forward(self, *args, **kwargs):
         raise NotImplementedError("ModuleDict has no forward: index it in your module's forward")
