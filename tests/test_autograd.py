@@ -61,6 +61,18 @@ def test_nonscalar_backward_without_gradient_raises():
         (x * 2).backward()
 
 
+@pytest.mark.parametrize("shape", [(), (1,), (1, 1, 1)])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_implicit_seed_of_a_one_element_output(shape, dtype):
+    """backward() without a gradient seeds with ones of the output's shape and dtype, as PyTorch does."""
+    x = tl.tensor(np.full(shape, 2.0, dtype), requires_grad=True)
+    y = x * 3
+    y.retain_grad()
+    y.backward()
+    assert y.grad.shape == shape and y.grad.dtype == dtype and np.array_equal(y.grad.numpy(), np.ones(shape, dtype))
+    assert x.grad.shape == shape and x.grad.dtype == dtype and np.array_equal(x.grad.numpy(), np.full(shape, 3, dtype))
+
+
 def test_backward_on_tensor_without_grad_raises():
     with pytest.raises(RuntimeError, match="does not require grad"):
         tl.ones(1).backward()
