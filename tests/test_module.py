@@ -362,5 +362,8 @@ def test_child_modules_stay_the_same_objects_as_plain_attributes():
     assert attrs(md) == {"c": md["c"]} and md.c is md["c"] and not hasattr(md, "a")
     md.clear()
     assert attrs(md) == {} and len(md) == 0
+    with pytest.raises(KeyError, match="already exists"):      # as in PyTorch: it would hide md.keys()
+        md["keys"] = nn.ReLU()
+    assert callable(md.keys) and len(md) == 0
     twin = copy.deepcopy(seq)
     assert twin[0] is twin.__dict__["0"] and twin[0] is not seq[0]
