@@ -7,7 +7,8 @@ compare.py times each implementation right after another one (rounds shuffled), 
 starts after a NumPy or a torch step has used the caches. Timing two versions of tinylazy one right after
 the other would let each find the other's code and data in the caches, so this script keeps compare.py's
 regime: each round is a shuffle of [one tinylazy version, numpy, torch], the version alternating round by
-round, and a round never starts with the case that ended the one before. It prints medians and ratios.
+round, and a round never starts with the case that ended the one before (compare.round_order, with the two
+versions as one case). It prints medians and ratios.
 On a shared machine two runs of the same code differ by up to ~0.03 of the NumPy ratio: rerun before
 believing a smaller difference, and prefer count_instructions.py for changes of a few thousand instructions.
 
@@ -25,12 +26,8 @@ import sys
 import tempfile
 import time
 
-os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")      # as compare.py: no spinning BLAS/OpenMP workers
-os.environ.setdefault("OPENBLAS_THREAD_TIMEOUT", "4")
-
-import numpy as np  # noqa: E402
-
-import workloads as W  # noqa: E402
+from compare import W, round_order      # first: compare.py sets the BLAS/OpenMP environment before NumPy loads
+import numpy as np
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -80,17 +77,14 @@ def main():
                 run()
         versions = ["working tree", args.rev]
         times = {name: [] for name in runs}
-        rng, last = random.Random(0), None
-        for r in range(args.rounds):
-            order = [versions[r % 2], "numpy", "torch"]
-            rng.shuffle(order)
-            if order[0] == last or (last in versions and order[0] in versions):
-                order.append(order.pop(0))
-            for name in order:
+        rng, order = random.Random(0), None
+        for r in range(args.rounds):                     # compare.py's rounds, "tinylazy" the version of the round
+            order = round_order(["tinylazy", "numpy", "torch"], order, rng)
+            for case in order:
+                name = versions[r % 2] if case == "tinylazy" else case
                 t0 = time.perf_counter()
                 runs[name]()
                 times[name].append(time.perf_counter() - t0)
-            last = order[-1]
     med = {name: statistics.median(t) for name, t in times.items()}
     print(f"MLP step, batch {args.batch}, {args.threads} thread(s), {args.rounds} rounds "
           f"({args.rounds // 2} per tinylazy version); medians:")
