@@ -6,9 +6,10 @@ kernels' test oracle. Both sit above this module, so neither imports the other.
 
 Each function updates `p` (and its state arrays) in place and only reads `g`. Temporaries come from
 `work(slot)`, a callable that returns a work array shaped like `p` (slots 0 and 1 are distinct arrays; slot 1
-may be `g` itself when the caller owns the gradient), usually ``partial(Scratch().get, p)``; it is called only
-when an option needs it, so plain SGD allocates nothing but its one small block. The operations and their order are PyTorch's, so the results agree
-with torch.optim to the last bit in float64 and to rounding in float32.
+may be `g` itself when the caller owns the gradient), usually ``partial(Scratch().get, p)``; it is called
+only when an option needs it, so plain SGD allocates nothing but add_scaled's one temporary. The operations
+and their order are PyTorch's, so the results agree with torch.optim to the last bit in float64 and to
+rounding in float32.
 """
 import math
 

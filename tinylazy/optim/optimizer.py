@@ -224,8 +224,9 @@ class Optimizer:
         cuda = {}
         for p, work in plan.rest:
             st = self._state_for(p, group, names) if names else None
-            if type(p.data) is not np.ndarray:
-                key = (backend.device_of(p.data), p.data.dtype, 0 if st is None else st["step"])
+            d = p.data
+            if type(d) is not np.ndarray:
+                key = (backend.device_of(d), d.dtype, 0 if st is None else st["step"])
                 cuda.setdefault(key, []).append((p, st, work))
                 continue
             self._update_one(update, p, st, work)
