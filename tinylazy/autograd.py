@@ -193,12 +193,7 @@ def backward(tensor, gradient=None, retain_graph=False):
         if data.size != 1:
             raise RuntimeError(f"backward: grad can be implicitly created only for scalar outputs; this tensor has "
                                f"shape {tuple(data.shape)}: pass gradient= (a tensor of that shape)")
-        if type(data) is np.ndarray:                        # np.ones_like's Python layers cost 5x more
-            grad = np.array(1, data.dtype)
-            if data.ndim:
-                grad = grad.reshape(data.shape)
-        else:
-            grad = backend.xp_of(data).ones_like(data)    # cupy, or meta (a meta tensor gets a meta seed)
+        grad = backend.full(data.shape, 1, data.dtype, backend.device_of(data))   # (half np.ones_like's cost)
     else:
         grad = gradient.data if isinstance(gradient, Tensor) else backend.xp_of(data).asarray(gradient)
         if tuple(grad.shape) != tuple(data.shape):
