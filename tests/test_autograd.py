@@ -153,6 +153,8 @@ def test_mixed_devices_name_both():
     b = tl.empty(2, device="meta")
     with pytest.raises(RuntimeError, match=r"same device.*cpu.*meta"):
         a + b
+    with pytest.raises(RuntimeError, match=r"same device.*meta.*cpu"):      # either order
+        b + a
 
 
 # --- custom Functions ------------------------------------------------------------------------------
@@ -209,6 +211,22 @@ def test_custom_function_two_outputs():
     x.grad = None
     b.backward(tl.ones(2, dtype=tl.float64))
     assert x.grad.tolist() == [0.0, 0.0, 3.0, 3.0]
+
+
+def test_backward_gradient_of_another_dtype_is_cast_to_the_input():
+    class Upcast(Function):
+        def forward(self, x):
+            return x * 2
+
+        def backward(self, g):
+            return (g * 2).astype(np.float64)
+
+    x = tl.ones(3, requires_grad=True)                  # float32: the leaf and the node before it get float32
+    y = x * 3
+    Upcast.apply(y).sum().backward()
+    assert x.grad.dtype == tl.float32 and x.grad.tolist() == [6.0, 6.0, 6.0]
+    Upcast.apply(x).sum().backward()                    # and a leaf that already has a .grad adds it in
+    assert x.grad.dtype == tl.float32 and x.grad.tolist() == [8.0, 8.0, 8.0]
 
 
 def test_backward_returning_wrong_shape_names_the_op():

@@ -113,17 +113,16 @@ class Function:
         ctx = cls.__new__(cls)
         raw = list(args)                      # the tensors among args replaced by their arrays
         edges = []                            # (position, tensor) of each input that requires grad
-        first = None
+        on_cpu = True
         for i, a in enumerate(args):
             if isinstance(a, Tensor):
                 d = raw[i] = a.data
-                if first is None:
-                    first, data_type = a, type(d)
-                elif type(d) is not data_type or (data_type is not np.ndarray and a.device != first.device):
-                    raise RuntimeError(f"{cls.__name__}: expected all tensors on the same device, "
-                                       f"got {first.device} and {a.device}")
+                if type(d) is not np.ndarray:
+                    on_cpu = False
                 if a.requires_grad:
                     edges.append((i, a))
+        if not on_cpu:                        # some array is CuPy or meta: they must all be on one device
+            _check_one_device(cls, args)
         record = bool(edges) and _grad_enabled and cls.differentiable
         if record:
             needs = [False] * len(args)
@@ -161,6 +160,18 @@ class Function:
 
 
 _sequence = itertools.count()          # the sequence numbers of recorded nodes
+
+
+def _check_one_device(cls, args):
+    """Raise unless every tensor among `args` has its array on one device (NumPy arrays are all on cpu)."""
+    first = None
+    for a in args:
+        if isinstance(a, Tensor):
+            if first is None:
+                first = a
+            elif type(a.data) is not type(first.data) or a.device != first.device:
+                raise RuntimeError(f"{cls.__name__}: expected all tensors on the same device, "
+                                   f"got {first.device} and {a.device}")
 
 
 def _wrap(out, requires_grad):
@@ -214,19 +225,14 @@ def backward(tensor, gradient=None, retain_graph=False):
         if node._freed:
             raise RuntimeError(f"backward: trying to backward through the graph a second time ({type(node).__name__} "
                                "already freed its saved arrays); call the first backward with retain_graph=True")
-        retained = node._retained
         if node._nout == 1:
-            if retained:
-                _set_retained(retained[0][1], grads)
+            if node._retained:
+                _set_retained(node._retained[0][1], grads)
             if node.overwrites_grad:
                 node.grad_owned = node in owned
             in_grads = type(node).backward(node, grads)
         else:
-            xp = backend.xp_of(next(g for g in grads if g is not None))
-            grads = [g if g is not None else xp.zeros(*node._out_meta[k]) for k, g in enumerate(grads)]
-            for k, t in retained or ():
-                _set_retained(t, grads[k])
-            in_grads = type(node).backward(node, *grads)
+            in_grads = _backward_multi(node, grads)
         if type(in_grads) is not tuple:
             in_grads = (in_grads,)
         fresh = node.fresh_grads
@@ -235,23 +241,19 @@ def backward(tensor, gradient=None, retain_graph=False):
             if g is None:
                 continue
             td = t.data
-            if g.shape != td.shape:
-                raise RuntimeError(f"{type(node).__name__}.backward returned a gradient of shape {tuple(g.shape)} "
-                                   f"for input {i} of shape {tuple(td.shape)}")
-            if g.dtype != td.dtype:
-                g = g.astype(td.dtype)
-                fresh_g = True
+            if g.shape != td.shape or g.dtype != td.dtype:
+                g, own = _conform(node, i, g, td), True
             else:
-                fresh_g = fresh
+                own = fresh
             fn = t.grad_fn
             if fn is None:
-                _accumulate_leaf(t, g, fresh_g)
+                _accumulate_leaf(t, g, own)
             elif fn._nout == 1:
                 prev = pending.get(fn)
                 if prev is None:
                     pending[fn] = g
                     heapq.heappush(ready, (-fn._seq, fn))
-                    if fresh_g:
+                    if own:
                         owned.add(fn)
                 elif fn in owned:
                     prev += g                # ours alone: accumulate in place
@@ -269,6 +271,31 @@ def backward(tensor, gradient=None, retain_graph=False):
             node._release()
 
 
+def _backward_multi(node, grads):
+    """Call backward of a node with several outputs: a missing output gradient is zeros."""
+    xp = backend.xp_of(next(g for g in grads if g is not None))
+    grads = [g if g is not None else xp.zeros(*node._out_meta[k]) for k, g in enumerate(grads)]
+    for k, t in node._retained or ():
+        _set_retained(t, grads[k])
+    return type(node).backward(node, *grads)
+
+
+def _conform(node, i, g, td):
+    """A gradient that differs from its input `td` in shape (an error) or dtype (cast: a fresh array)."""
+    if g.shape != td.shape:
+        raise RuntimeError(f"{type(node).__name__}.backward returned a gradient of shape {tuple(g.shape)} "
+                           f"for input {i} of shape {tuple(td.shape)}")
+    return g.astype(td.dtype)
+
+
+def _accumulate_leaf(t, g, fresh):
+    """A leaf keeps a fresh gradient as its .grad (else a copy), or adds it to the one it has."""
+    if t.grad is None:
+        t.grad = _wrap(g if fresh else g.copy(), False)
+    else:
+        t.grad.data += g
+
+
 def _seed(node, index, grad):
     if node._nout == 1:
         return grad
@@ -282,14 +309,6 @@ def _set_retained(t, g):
         t.grad = _wrap(g.copy(), False)
     else:
         t.grad.data = t.grad.data + g
-
-
-def _accumulate_leaf(t, g, fresh):
-    """A leaf keeps a fresh gradient as its .grad (else a copy), or adds it to the one it has."""
-    if t.grad is None:
-        t.grad = _wrap(g if fresh else g.copy(), False)
-    else:
-        t.grad.data += g
 
 
 # --- gradcheck -------------------------------------------------------------------------------------
