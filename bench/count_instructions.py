@@ -3,6 +3,7 @@
     python bench/count_instructions.py                 # batch 32, both implementations (~2 minutes)
     python bench/count_instructions.py --batch 256 --part fwd
     python bench/count_instructions.py --by-function  # + where the difference goes, by C function (callgrind)
+    python bench/count_instructions.py --cold         # + simulated cache misses, each step on cold caches
 
 On a shared machine, timings of a few hundred microseconds move by 10-20% from run to run; instruction
 counts do not. This runs the step under `valgrind --tool=cachegrind` for 11 and for 51 steps (one thread,
@@ -13,7 +14,12 @@ more than BLAS's, because the interpreter runs with cold caches there. `--part` 
 fwd (the model), loss (+ cross-entropy; NumPy's includes its gradient), bwd (+ backward), full (+ SGD).
 `--by-function` runs the same four programs under callgrind and prints the functions whose instructions per
 step differ most (interpreter, attribute lookup, allocation, NumPy's loops): it tells interpreter work from
-arithmetic, which no Python profiler can. Needs valgrind (and setarch); it is a development tool, not part of
+arithmetic, which no Python profiler can. `--cold` models compare.py's regime, where every step follows
+another implementation's and large BLAS calls evict the caches mid-step: each step starts after a 4 MiB
+write, and cachegrind simulates caches like this machine's (L1 32 KiB, L2 1 MiB as the last level); it reports
+the misses per step as well. A miss in the last level costs ~100 ns here, a hundred instructions' time, so
+on cold caches what counts is how much distinct code and data a step touches, not only how many instructions
+it runs. Needs valgrind (and setarch); it is a development tool, not part of
 the test suite.
 """
 import argparse
@@ -27,7 +33,7 @@ import tempfile
 HERE = os.path.dirname(os.path.abspath(__file__))
 
 
-def run_steps(impl, batch, steps, part):
+def run_steps(impl, batch, steps, part, cold=False):
     """The measured program: build the MLP, then run `steps` steps of `impl` (everything before is the same
     for both counts, so it cancels out)."""
     sys.path[:0] = [HERE, os.path.dirname(HERE)]
@@ -67,23 +73,33 @@ def run_steps(impl, batch, steps, part):
             loss.backward()
             if part == "full":
                 opt.step()
+    evict = np.zeros(1 << 20, np.float32)          # 4 MiB: more than the simulated last-level cache
     for _ in range(steps):
+        if cold:
+            evict += 1
         step()
 
 
-def _valgrind(tool_args, impl, batch, steps, part):
+CACHES = ["--I1=32768,8,64", "--D1=32768,8,64", "--LL=1048576,16,64"]     # this machine's L1i, L1d and L2
+MISSES = {"I1 misses": r"I1\s+misses:\s+([\d,]+)", "D1 misses": r"D1\s+misses:\s+([\d,]+)",
+          "LL misses": r"LL misses:\s+([\d,]+)"}
+
+
+def _valgrind(tool_args, impl, batch, steps, part, cold=False):
     env = dict(os.environ, PYTHONHASHSEED="0", OPENBLAS_NUM_THREADS="1", OMP_NUM_THREADS="1")
     cmd = ["valgrind", *tool_args, sys.executable, os.path.abspath(__file__), "--inner", impl, str(batch),
-           str(steps), part]
+           str(steps), part] + (["--cold"] if cold else [])
     if shutil.which("setarch"):
         cmd = ["setarch", os.uname().machine, "-R"] + cmd
     return subprocess.run(cmd, env=env, capture_output=True, text=True, check=True).stderr
 
 
-def count(impl, batch, steps, part):
-    out = _valgrind(["--tool=cachegrind", "--cache-sim=no", "--cachegrind-out-file=/dev/null"],
-                    impl, batch, steps, part)
-    return int(re.search(r"I\s+refs:\s+([\d,]+)", out).group(1).replace(",", ""))
+def count(impl, batch, steps, part, cold=False):
+    """{"instructions": n} for `steps` steps; with `cold`, also the simulated misses of each cache level."""
+    sim = ["--cache-sim=yes", *CACHES] if cold else ["--cache-sim=no"]
+    out = _valgrind(["--tool=cachegrind", *sim, "--cachegrind-out-file=/dev/null"], impl, batch, steps, part, cold)
+    patterns = {"instructions": r"I\s+refs:\s+([\d,]+)", **(MISSES if cold else {})}
+    return {k: int(re.search(pat, out).group(1).replace(",", "")) for k, pat in patterns.items()}
 
 
 def count_by_function(impl, batch, steps, part):
@@ -122,20 +138,24 @@ def by_function(batch, part, top=25):
 def main(argv=None):
     if argv is None and len(sys.argv) > 1 and sys.argv[1] == "--inner":
         impl, batch, steps, part = sys.argv[2], int(sys.argv[3]), int(sys.argv[4]), sys.argv[5]
-        return run_steps(impl, batch, steps, part)
+        return run_steps(impl, batch, steps, part, cold="--cold" in sys.argv)
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--batch", type=int, default=32)
     ap.add_argument("--part", default="full", choices=("fwd", "loss", "bwd", "full"))
     ap.add_argument("--by-function", action="store_true", help="also attribute the difference to C functions")
+    ap.add_argument("--cold", action="store_true", help="each step on cold caches; also count simulated misses")
     args = ap.parse_args(argv)
     if not shutil.which("valgrind"):
         sys.exit("count_instructions: valgrind is not installed")
     per_step = {}
     for impl in ("numpy", "tinylazy"):
-        per_step[impl] = (count(impl, args.batch, 51, args.part) - count(impl, args.batch, 11, args.part)) // 40
-        print(f"{impl:9s} {per_step[impl]:>12,} instructions per step ({args.part}, batch {args.batch})")
-    extra = per_step["tinylazy"] - per_step["numpy"]
-    print(f"tinylazy - numpy: {extra:,} ({extra / per_step['numpy']:+.1%})")
+        many, few = count(impl, args.batch, 51, args.part, args.cold), count(impl, args.batch, 11, args.part, args.cold)
+        per_step[impl] = {k: (many[k] - few[k]) // 40 for k in many}
+        print(f"{impl:9s} " + ", ".join(f"{v:>10,} {k}" for k, v in per_step[impl].items())
+              + f" per step ({args.part}, batch {args.batch}{', cold caches' if args.cold else ''})")
+    for k, v in per_step["numpy"].items():
+        extra = per_step["tinylazy"][k] - v
+        print(f"tinylazy - numpy: {extra:>+10,} {k} ({extra / max(v, 1):+.1%})")
     if args.by_function:
         if not shutil.which("callgrind_annotate"):
             sys.exit("count_instructions: --by-function needs callgrind_annotate (valgrind's)")
