@@ -1,16 +1,18 @@
 """Does a change make the MLP train step faster where compare.py measures it? Working tree vs a git revision.
 
-    python bench/ab_revision.py                      # working tree vs HEAD, batch 256, 2 threads, 600 rounds
+    python bench/ab_revision.py                      # working tree vs HEAD, batch 256, 2 threads, 1,500 rounds
     python bench/ab_revision.py --rev HEAD~3 --batch 32 --threads 1 --rounds 1000
 
 compare.py times each implementation right after another one (rounds shuffled), so tinylazy's step always
 starts after a NumPy or a torch step has used the caches. Timing two versions of tinylazy one right after
 the other would let each find the other's code and data in the caches, so this script keeps compare.py's
-regime: each round is a shuffle of [one tinylazy version, numpy, torch], the version alternating round by
-round, and a round never starts with the case that ended the one before (compare.round_order, with the two
-versions as one case). It prints medians and ratios.
-On a shared machine two runs of the same code differ by up to ~0.03 of the NumPy ratio: rerun before
-believing a smaller difference, and prefer count_instructions.py for changes of a few thousand instructions.
+regime: every round runs both versions, each right after a NumPy or a torch step (the round is
+[filler, version, filler, version], the fillers and the versions each in a shuffled order). Both versions
+see the same moments of a shared machine, which matters more than the number of rounds: with the versions
+in alternate rounds (this script's first design), two copies of the same code differed by 1.5% in 600
+rounds; run as now, by 0.1-0.7% in 1,500 (five runs; the working tree's copy was the slower in four: the two
+packages' objects sit at different addresses). It prints medians and ratios. Trust a difference of 1% or
+more; for smaller changes count instructions (and cold-cache misses) with count_instructions.py.
 
 The revision's `tinylazy/` is extracted (git archive) into a temporary folder as package `tinylazy_base`
 (the package imports itself only relatively, so both load side by side). Both versions must agree on the
@@ -26,7 +28,7 @@ import sys
 import tempfile
 import time
 
-from compare import W, round_order      # first: compare.py sets the BLAS/OpenMP environment before NumPy loads
+from compare import W      # first: compare.py sets the BLAS/OpenMP environment before NumPy loads
 import numpy as np
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -53,7 +55,7 @@ def main():
     ap.add_argument("--rev", default="HEAD", help="the git revision to compare the working tree with")
     ap.add_argument("--batch", type=int, default=256)
     ap.add_argument("--threads", type=int, default=2)
-    ap.add_argument("--rounds", type=int, default=600)
+    ap.add_argument("--rounds", type=int, default=1500)
     args = ap.parse_args()
     if W.torch is None:
         raise SystemExit("ab_revision.py needs torch (the third case of every round)")
@@ -77,17 +79,18 @@ def main():
                 run()
         versions = ["working tree", args.rev]
         times = {name: [] for name in runs}
-        rng, order = random.Random(0), None
-        for r in range(args.rounds):                     # compare.py's rounds, "tinylazy" the version of the round
-            order = round_order(["tinylazy", "numpy", "torch"], order, rng)
-            for case in order:
-                name = versions[r % 2] if case == "tinylazy" else case
+        rng = random.Random(0)
+        for _ in range(args.rounds):
+            fillers, pair = ["numpy", "torch"], list(versions)
+            rng.shuffle(fillers)
+            rng.shuffle(pair)
+            for name in (fillers[0], pair[0], fillers[1], pair[1]):
                 t0 = time.perf_counter()
                 runs[name]()
                 times[name].append(time.perf_counter() - t0)
     med = {name: statistics.median(t) for name, t in times.items()}
-    print(f"MLP step, batch {args.batch}, {args.threads} thread(s), {args.rounds} rounds "
-          f"({args.rounds // 2} per tinylazy version); medians:")
+    print(f"MLP step, batch {args.batch}, {args.threads} thread(s), {args.rounds} rounds (both versions in "
+          f"each); medians:")
     for name, m in med.items():
         ratio = f"   {m / med['numpy']:.3f}x numpy" if name in versions else ""
         print(f"  {name:>14}: {m * 1e3:7.3f} ms{ratio}")
