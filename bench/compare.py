@@ -4,6 +4,7 @@
     python bench/compare.py --quick           # fewer rounds (a smoke run, ~1-2 minutes; writes nothing)
     python bench/compare.py --only mlp lenet  # workloads whose name contains one of these words
     python bench/compare.py --threads 2       # thread counts, the same for NumPy's BLAS and torch
+    python bench/compare.py --only mlp-b256 --repeat 7   # 7 independent timings; the table shows their median
 
 Environment, set in this process only, before NumPy and torch load (the result file records what was
 found and what was used; `--keep-env` changes nothing):
@@ -26,7 +27,11 @@ put tinylazy after torch in two rounds of three, and measured in one run, batch-
 tinylazy/numpy 1.295 where shuffled rounds gave 1.220.) Each sample times `inner` back-to-back calls
 (enough to take about a millisecond), and the table reports the median time per
 call over all rounds, with the ratios tinylazy/torch and tinylazy/numpy of those medians. First-forward cases
-build a fresh lazy model before each call, untimed.
+build a fresh lazy model before each call, untimed. On a shared machine one timing of a few milliseconds moves
+by a few hundredths of a ratio from run to run (the batch-256 MLP's tinylazy/numpy: 1.13x to 1.24x in 22
+runs of the same code), so a target close to its limit needs `--repeat N`: N independent timings of each
+workload (each with its own warm-up and rounds), the table showing the median over them of each
+implementation's median and the notes each run's ratios.
 
 The table, with the machine (CPU, cores, load), versions, BLAS (threadpoolctl), thread counts and the
 OpenBLAS variables, is printed and written to bench/results/cpu-<date>.md.
@@ -204,7 +209,7 @@ def main_table(results):
     head = ("| workload | tinylazy | numpy | torch | tinylazy/torch | tinylazy/numpy | target (torch; numpy) "
             "| rounds | notes |\n|---|---|---|---|---|---|---|---|---|")
     lines = [head]
-    for name, what, med, rounds in results:
+    for name, what, med, rounds, runs in results:
         if name.startswith("lazy-"):
             continue
         tl_, np_, th = med.get("tinylazy"), med.get("numpy"), med.get("torch")
@@ -217,6 +222,11 @@ def main_table(results):
             notes.append(f"{extra.replace('_', ' ')}: {fmt_time(med[extra])} (tinylazy/it {ratio(tl_, med[extra])})")
         if name.startswith("dataloader"):
             notes.append(f"tinylazy {2000 / tl_:,.0f} images/s")
+        if len(runs) > 1:
+            for peer in ("numpy", "torch"):
+                if peer in med:
+                    notes.append(f"tinylazy/{peer} in each of the {len(runs)} timings: "
+                                 + ", ".join(ratio(m["tinylazy"], m[peer]) for m in runs))
         lines.append(f"| {name} | {fmt_time(tl_)} | {fmt_time(np_)} | {fmt_time(th)} | "
                      f"{ratio(tl_, th)}{verdict(r_t, t_torch)} | {ratio(tl_, np_)}{verdict(r_n, t_np)} | "
                      f"{target} | {rounds} | {'; '.join(notes)} |")
@@ -228,7 +238,7 @@ def lazy_table(results):
             "torch first | torch steady | torch first/steady | tinylazy/torch first |\n"
             "|---|---|---|---|---|---|---|---|---|")
     lines = [head]
-    for name, what, med, _ in results:
+    for name, what, med, *_ in results:
         if not name.startswith("lazy-"):
             continue
         g = med.get
@@ -240,8 +250,9 @@ def lazy_table(results):
     return "\n".join(lines)
 
 
-def run_all(threads, budget, min_rounds, max_rounds, only):
-    """Check and time the selected workloads with `threads` BLAS/OpenMP threads: [(name, what, medians, rounds)]."""
+def run_all(threads, budget, min_rounds, max_rounds, only, repeat=1):
+    """Check and time the selected workloads with `threads` BLAS/OpenMP threads, `repeat` times each:
+    [(name, what, medians, rounds, [medians of each timing])]."""
     from threadpoolctl import threadpool_limits
     threadpool_limits(threads)                           # NumPy's OpenBLAS (and torch's OpenMP pool)
     if W.torch is not None:
@@ -254,8 +265,10 @@ def run_all(threads, budget, min_rounds, max_rounds, only):
         check()                                         # the implementations agree, or we stop here
         cases = build()
         gc.collect()
-        med, rounds, _ = time_interleaved(cases, budget, min_rounds, max_rounds)
-        results.append((name, what, med, rounds))
+        runs = [time_interleaved(cases, budget, min_rounds, max_rounds)[:2] for _ in range(repeat)]
+        med = {k: statistics.median(m[k] for m, _ in runs) for k in runs[0][0]}
+        rounds = sum(r for _, r in runs)
+        results.append((name, what, med, rounds, [m for m, _ in runs]))
         print(f"[{threads} thr] {name:16s} " + "  ".join(f"{k} {fmt_time(v)}" for k, v in med.items()), flush=True)
     return results
 
@@ -267,9 +280,11 @@ def main(argv=None):
     ap.add_argument("--quick", action="store_true", help="short budgets: a smoke run, not a measurement")
     ap.add_argument("--budget", type=float, default=None, help="seconds of timing per workload (default 8)")
     ap.add_argument("--only", nargs="*", default=None, help="run workloads whose name contains one of these")
-    ap.add_argument("--out", default=os.path.join(HERE, "results"), help="folder for cpu-<date>.md")
+    ap.add_argument("--out", default=os.path.join(HERE, "results"),
+                    help="folder for cpu-<date>.md (cpu-<date>-<words>.md with --only)")
     ap.add_argument("--no-write", action="store_true", help="print only")
     ap.add_argument("--keep-env", action="store_true", help="leave the OpenBLAS/OpenMP variables as found")
+    ap.add_argument("--repeat", type=int, default=1, help="independent timings of each workload (table: median)")
     args = ap.parse_args(argv)
     budget = args.budget if args.budget is not None else (1.5 if args.quick else 8.0)
     min_rounds, max_rounds = (3, 40) if args.quick else (5, 400)
@@ -279,7 +294,7 @@ def main(argv=None):
     env = None
     sections = []
     for threads in args.threads:
-        results = run_all(threads, budget, min_rounds, max_rounds, args.only)
+        results = run_all(threads, budget, min_rounds, max_rounds, args.only, args.repeat)
         env = env or environment(threads)
         sections.append((threads, results))
     load1 = os.getloadavg()
@@ -298,7 +313,9 @@ def main(argv=None):
            f"- Load average (1, 5, 15 min): {', '.join(f'{v:.2f}' for v in load0)} at the start, "
            f"{', '.join(f'{v:.2f}' for v in load1)} at the end ({os.cpu_count()} cores; other sessions share "
            "this machine, and multi-threaded BLAS/OpenMP suffer most from that)",
-           f"- Budget {budget:g} s of timing per workload; the whole run took {elapsed:.0f} s", ""]
+           f"- Budget {budget:g} s of timing per workload"
+           + (f", {args.repeat} independent timings each (the table shows their median)" if args.repeat > 1 else "")
+           + f"; the whole run took {elapsed:.0f} s", ""]
     for threads, results in sections:
         doc += [f"## {threads} thread{'s' if threads > 1 else ''}: train steps, optimizer, data", "",
                 main_table(results), ""]
@@ -312,7 +329,8 @@ def main(argv=None):
     print("\n" + text)
     if not args.no_write and not args.quick:
         os.makedirs(args.out, exist_ok=True)
-        path = os.path.join(args.out, f"cpu-{stamp:%Y-%m-%d}.md")
+        only = "".join(f"-{word}" for word in args.only or ())      # a partial run keeps the full table
+        path = os.path.join(args.out, f"cpu-{stamp:%Y-%m-%d}{only}.md")
         with open(path, "w", encoding="utf-8") as f:
             f.write(text)
         print(f"written to {os.path.relpath(path)}")
