@@ -29,7 +29,7 @@ tinylazy/numpy 1.295 where shuffled rounds gave 1.220.) Each sample times `inner
 call over all rounds, with the ratios tinylazy/torch and tinylazy/numpy of those medians. First-forward cases
 build a fresh lazy model before each call, untimed. On a shared machine one timing of a few milliseconds moves
 by a few hundredths of a ratio from run to run (the batch-256 MLP's tinylazy/numpy: 1.13x to 1.24x in 22
-runs of the same code), so a target close to its limit needs `--repeat N`: N independent timings of each
+timings of the same code), so a target close to its limit needs `--repeat N`: N independent timings of each
 workload (each with its own warm-up and rounds), the table showing the median over them of each
 implementation's median and the notes each run's ratios.
 
