@@ -31,7 +31,7 @@ build a fresh lazy model before each call, untimed. On a shared machine one timi
 by a few hundredths of a ratio from run to run (the batch-256 MLP's tinylazy/numpy: 1.13x to 1.24x in 22
 timings of the same code), so a target close to its limit needs `--repeat N`: N independent timings of each
 workload (each with its own warm-up and rounds), the table showing the median over them of each
-implementation's median and the notes each run's ratios.
+implementation's median and the notes each timing's ratios.
 
 The table, with the machine (CPU, cores, load), versions, BLAS (threadpoolctl), thread counts and the
 OpenBLAS variables, is printed and written to bench/results/cpu-<date>.md.

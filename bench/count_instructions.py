@@ -17,9 +17,9 @@ step differ most (interpreter, attribute lookup, allocation, NumPy's loops): it 
 arithmetic, which no Python profiler can. `--cold` models compare.py's regime, where every step follows
 another implementation's and large BLAS calls evict the caches mid-step: each step starts after a 4 MiB
 write, and cachegrind simulates caches like this machine's (L1 32 KiB, L2 1 MiB as the last level); it reports
-the misses per step as well. A miss in the last level costs ~100 ns here, a hundred instructions' time, so
-on cold caches what counts is how much distinct code and data a step touches, not only how many instructions
-it runs. Needs valgrind (and setarch); it is a development tool, not part of
+the misses per step as well (the write itself is counted alike in both implementations). A last-level miss
+costs the time of dozens of instructions, so on cold caches what counts is how much distinct code and data a
+step touches, not only how many instructions it runs. Needs valgrind (and setarch); it is a development tool, not part of
 the test suite.
 """
 import argparse
