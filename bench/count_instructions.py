@@ -19,8 +19,8 @@ another implementation's and large BLAS calls evict the caches mid-step: each st
 write, and cachegrind simulates caches like this machine's (L1 32 KiB, L2 1 MiB as the last level); it reports
 the misses per step as well (the write itself is counted alike in both implementations). A last-level miss
 costs the time of dozens of instructions, so on cold caches what counts is how much distinct code and data a
-step touches, not only how many instructions it runs. Needs valgrind (and setarch); it is a development tool, not part of
-the test suite.
+step touches, not only how many instructions it runs. Needs valgrind (and setarch); it is a development
+tool, not part of the test suite.
 """
 import argparse
 import os
@@ -73,7 +73,7 @@ def run_steps(impl, batch, steps, part, cold=False):
             loss.backward()
             if part == "full":
                 opt.step()
-    evict = np.zeros(1 << 20, np.float32)          # 4 MiB: more than the simulated last-level cache
+    evict = np.zeros(1 << 20, np.float32) if cold else None   # 4 MiB: more than the simulated last level
     for _ in range(steps):
         if cold:
             evict += 1
@@ -149,7 +149,8 @@ def main(argv=None):
         sys.exit("count_instructions: valgrind is not installed")
     per_step = {}
     for impl in ("numpy", "tinylazy"):
-        many, few = count(impl, args.batch, 51, args.part, args.cold), count(impl, args.batch, 11, args.part, args.cold)
+        many = count(impl, args.batch, 51, args.part, args.cold)
+        few = count(impl, args.batch, 11, args.part, args.cold)
         per_step[impl] = {k: (many[k] - few[k]) // 40 for k in many}
         print(f"{impl:9s} " + ", ".join(f"{v:>10,} {k}" for k, v in per_step[impl].items())
               + f" per step ({args.part}, batch {args.batch}{', cold caches' if args.cold else ''})")
