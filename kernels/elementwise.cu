@@ -16,10 +16,10 @@ struct Identity {                                    // y = z
     template <typename T> __device__ static T grad(T g, T) { return g; }
 };
 
-struct Relu {                                        // y = max(z, 0), NaN passes; dz = g where y > 0
-    static constexpr bool saves_output = true;
+struct Relu {                                        // y = max(z, 0), NaN passes; dz = 0 where y <= 0, else g
+    static constexpr bool saves_output = true;       // (PyTorch's threshold_backward: a NaN y passes g)
     template <typename T> __device__ static T fwd(T z) { return z < T(0) ? T(0) : z; }
-    template <typename T> __device__ static T grad(T g, T y) { return y > T(0) ? g : T(0); }
+    template <typename T> __device__ static T grad(T g, T y) { return y <= T(0) ? T(0) : g; }
 };
 
 struct Sigmoid {                                     // y = 1 / (1 + exp(-z)); dz = g (1 - y) y

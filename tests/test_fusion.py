@@ -194,6 +194,34 @@ def test_relu_backward_never_corrupts_a_shared_gradient():
     np.testing.assert_array_equal(x.grad.numpy(), xt.grad.numpy())
 
 
+@pytest.mark.parametrize("fused", [False, True])
+def test_relu_backward_of_non_finite_values_equals_torch(device, fused):
+    """PyTorch's ReLU gradient is 0 where the output is <= 0 and the incoming gradient elsewhere: a NaN or inf
+    gradient of an off unit becomes 0, a NaN input passes its gradient. Both as tl.relu and fused into a
+    Linear by Sequential (the in-place backward), bit for bit. The Linear is 1 -> 1 with weight 1, so that
+    no product mixes the rows."""
+    th = torch()
+    x0 = np.array([[-1.0], [0.0], [-0.0], [2.0], [np.nan], [-3.0], [4.0], [np.inf]])
+    g0 = np.array([[np.nan], [np.inf], [-np.inf], [np.nan], [5.0], [6.0], [-np.inf], [7.0]])
+    xt = th.from_numpy(x0).requires_grad_(True)
+    x = tl.tensor(x0, device=device, requires_grad=True)
+    if fused:
+        net = nn.Sequential(nn.Linear(1, 1, bias=False, dtype=tl.float64), nn.ReLU()).to(device)
+        net[0].weight.data[...] = 1.0
+        tnet = th.nn.Sequential(th.nn.Linear(1, 1, bias=False, dtype=th.float64), th.nn.ReLU())
+        with th.no_grad():
+            tnet[0].weight.fill_(1.0)
+    else:
+        net, tnet = tl.relu, th.relu
+    with np.errstate(invalid="ignore"):                      # NaN * 1 in the products
+        y = net(x)
+        assert not fused or y.grad_fn.act == "relu"
+        y.backward(tl.tensor(g0, device=device))
+    tnet(xt).backward(th.from_numpy(g0))
+    np.testing.assert_array_equal(x.grad.numpy(), xt.grad.numpy())
+    assert np.isnan(x.grad.numpy()[3, 0]) and x.grad.numpy()[0, 0] == 0 and x.grad.numpy()[4, 0] == 5.0
+
+
 def test_gradients_summed_in_place_equal_torch():
     th = torch()
     x0 = rand((3, 3), seed=8)

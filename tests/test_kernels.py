@@ -178,6 +178,27 @@ def test_activations_extreme_inputs():
     assert np.isnan(tlcuda.relu_fwd(np.array([np.nan]))[0])
 
 
+@pytest.mark.parametrize("in_place", [False, True])
+@pytest.mark.parametrize("dtype", (np.float16, np.float32, np.float64))
+def test_relu_backward_reference_is_torch_threshold_backward_bit_for_bit(torch, dtype, in_place):
+    """0 where y <= 0, else g: an off unit's NaN or inf gradient gives +0, a NaN y passes g, -0.0 is off."""
+    g = np.array([np.nan, np.inf, -np.inf, 1.5, -0.0, 2.0, 3.0, -4.0, np.nan, np.inf], dtype)
+    y = np.array([0.0, -0.0, 0.0, 0.0, 1.0, np.nan, -1.0, 5.0, 2.0, np.nan], dtype)
+    want = torch.ops.aten.threshold_backward(torch.tensor(g), torch.tensor(y), 0).numpy()
+    bits = f"i{np.dtype(dtype).itemsize}"
+    as_2d = lambda a: a.reshape(2, 5).T                                        # a transposed view
+    for g2, y2, want2 in ((g, y, want), (as_2d(g), as_2d(y), as_2d(want))):
+        gin = g2.copy(order="K")
+        dx = tlcuda.relu_bwd(gin, y2, overwrite_grad=in_place)
+        assert dx.dtype == dtype and dx.shape == g2.shape and (dx is gin) == in_place
+        np.testing.assert_array_equal(dx.view(bits), want2.view(bits))
+        if not in_place:
+            np.testing.assert_array_equal(gin.view(bits), g2.view(bits))          # the input gradient untouched
+    dx, db = tlcuda.bias_act_bwd(g.reshape(2, 5), y.reshape(2, 5), "relu", b=np.zeros(5, dtype))
+    np.testing.assert_array_equal(dx.view(bits), want.reshape(2, 5).view(bits))
+    np.testing.assert_array_equal(db, dx.sum(axis=0))
+
+
 def test_erf_is_accurate(torch):
     x = np.concatenate([np.linspace(-7, 7, 20001), [0.0, 1e-300, 0.84375, 1.25, 1 / 0.35, 6.0, 40.0, np.inf, -np.inf]])
     exact = np.array([math.erf(v) for v in x])
@@ -518,6 +539,18 @@ def test_kernel_activation(gpu, act, dtype):
             assert_close(gpu.get(gy), y, dtype)
             ref_saved = y if tlcuda.act_saves_output(act) else x
             assert_close(gpu.get(gdx), tlcuda.act_bwd(g, ref_saved, act), dtype)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_kernel_relu_backward_of_non_finite_values_equals_the_reference(gpu, dtype):
+    g = np.array([np.nan, np.inf, -np.inf, 1.5, -0.0, 2.0, 3.0, -4.0, np.nan, np.inf] * 3, dtype)
+    y = np.array([0.0, -0.0, 0.0, 0.0, 1.0, np.nan, -1.0, 5.0, 2.0, np.nan] * 3, dtype)
+    bits = f"i{np.dtype(dtype).itemsize}"
+    want = tlcuda.relu_bwd(g, y)
+    np.testing.assert_array_equal(gpu.get(tlcuda.relu_bwd(gpu.put(g), gpu.put(y))).view(bits), want.view(bits))
+    gdx, gdb = tlcuda.bias_act_bwd(gpu.put(g.reshape(3, 10)), gpu.put(y.reshape(3, 10)), "relu",
+                                   b=gpu.put(np.zeros(10, dtype)))
+    np.testing.assert_array_equal(gpu.get(gdx).view(bits), want.reshape(3, 10).view(bits))
 
 
 def _bias_layouts(gpu):

@@ -95,12 +95,29 @@ def _act_ref(z, act, xp, in_place=False):
     return 0.5 * z * (1 + xp.tanh(u))
 
 
+_INT_OF_WIDTH = {2: np.int16, 4: np.int32, 8: np.int64}
+
+
+def _relu_grad(g, y, xp, in_place=False):
+    """+0 where y <= 0, else g: exactly PyTorch's threshold_backward(g, y, 0), so a NaN or inf gradient of an
+    off unit gives 0 and a NaN output passes its gradient. Done on the bits: the sign test gives an int
+    mask, 0 where y <= 0 and all ones (-1) elsewhere, and the gradient's bits are AND-ed with it. Measured
+    at 256x256, in place: float32 6-8 us (about 25%) slower than g * (y > 0), which keeps a NaN gradient
+    NaN where the unit is off; float16 9x faster than that multiply; masked writes (where, putmask,
+    copyto) took 260-450 us."""
+    mask = xp.less_equal(y, 0).view(np.int8)          # 1 where off, 0 where on ...
+    mask -= 1                                         # ... 0 where off, -1 (all bits set) where on
+    bits = g.view(_INT_OF_WIDTH[g.itemsize])          # the gradient's bits, as ints of the same width
+    out = xp.bitwise_and(bits, mask, out=bits if in_place else None)
+    return g if in_place else out.view(g.dtype)
+
+
 def _act_grad_ref(g, s, act, xp, in_place=False):
     """g * act'(...) from the saved array s; with `in_place`, relu and identity write over g."""
     if act == "identity":
         return g if in_place else g.copy()
-    if act == "relu":               # 10x faster than where(s > 0, g, 0) on NumPy (a NaN grad stays NaN)
-        return xp.multiply(g, s > 0, out=g if in_place else None)
+    if act == "relu":
+        return _relu_grad(g, s, xp, in_place)
     if act == "sigmoid":
         return g * (1 - s) * s
     if act == "tanh":
@@ -142,7 +159,8 @@ def relu_fwd(x):
 
 
 def relu_bwd(grad, y, overwrite_grad=False):
-    """dx = grad where y > 0, else 0 (y may be the input x as well: the same sign test)."""
+    """dx = 0 where y <= 0, else grad (a NaN y passes grad, as in PyTorch; y may be the input x as well: the
+    same sign test)."""
     return act_bwd(grad, y, "relu", overwrite_grad)
 
 
