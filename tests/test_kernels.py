@@ -199,6 +199,17 @@ def test_relu_backward_reference_is_torch_threshold_backward_bit_for_bit(torch, 
     np.testing.assert_array_equal(db, dx.sum(axis=0))
 
 
+@pytest.mark.parametrize("in_place", [False, True])
+def test_relu_backward_reference_of_a_dtype_without_an_int_as_wide(in_place):
+    """longdouble has no int of its width to mask: the same rule through a masked write."""
+    g = np.array([np.nan, np.inf, 1.5, 2.0, -4.0, 7.0], np.longdouble)
+    y = np.array([0.0, -0.0, -1.0, np.nan, 3.0, 0.0], np.longdouble)
+    gin = g.copy()
+    dx = tlcuda.relu_bwd(gin, y, overwrite_grad=in_place)
+    assert dx.dtype == np.longdouble and (dx is gin) == in_place
+    np.testing.assert_array_equal(dx, [0.0, 0.0, 0.0, 2.0, -4.0, 0.0])
+
+
 def test_erf_is_accurate(torch):
     x = np.concatenate([np.linspace(-7, 7, 20001), [0.0, 1e-300, 0.84375, 1.25, 1 / 0.35, 6.0, 40.0, np.inf, -np.inf]])
     exact = np.array([math.erf(v) for v in x])

@@ -105,9 +105,14 @@ def _relu_grad(g, y, xp, in_place=False):
     against g * (y > 0) (which keeps a NaN gradient NaN where the unit is off): at 256x256 in place, float32
     6-8 us (about 25%) slower, float16 9x faster; in the batch-256 MLP train step, 1.0-1.8% slower
     (bench/ab_revision.py, three runs). Masked writes (where, putmask, copyto) took 260-450 us."""
+    ints = _INT_OF_WIDTH.get(g.itemsize)
+    if ints is None:                                  # no int as wide (longdouble): the masked write
+        out = g if in_place else g.copy()
+        xp.copyto(out, 0, where=xp.less_equal(y, 0))
+        return out
     mask = xp.less_equal(y, 0).view(np.int8)          # 1 where off, 0 where on ...
     mask -= 1                                         # ... 0 where off, -1 (all bits set) where on
-    bits = g.view(_INT_OF_WIDTH[g.itemsize])          # the gradient's bits, as ints of the same width
+    bits = g.view(ints)                               # the gradient's bits, as ints of the same width
     out = xp.bitwise_and(bits, mask, out=bits if in_place else None)
     return g if in_place else out.view(g.dtype)
 
