@@ -46,7 +46,7 @@ def run_steps(impl, batch, steps, part, cold=False):
     x, y = rng.standard_normal((batch, 784)).astype(np.float32), rng.integers(0, 10, batch)
     net = nn.Sequential(nn.Linear(784, 256), nn.ReLU(), nn.Linear(256, 10))
     if impl == "numpy":
-        ref = np_ref.MLP([p.data.copy() for p in net.parameters()], 0.05)
+        ref = np_ref.MLP([p.array.copy() for p in net.parameters()], 0.05)
         W1, b1, W2, b2 = ref.params
 
         def forward():

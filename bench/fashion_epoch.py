@@ -29,7 +29,7 @@ def batches(n, batch_size, epoch):
 
 def run_tinylazy(train, test, epochs, batch_size, lr):
     tl.manual_seed(0)
-    X, y = train.tensors[0].data, train.tensors[1].data
+    X, y = train.tensors[0].array, train.tensors[1].array
     net = demo.lenet()
     opt = optim.Adam(net.parameters(), lr=lr)
     times = []
@@ -43,8 +43,8 @@ def run_tinylazy(train, test, epochs, batch_size, lr):
         times.append(time.perf_counter() - start)
     net.eval()
     with tl.no_grad():
-        Xt, yt = test.tensors[0].data, test.tensors[1].data
-        pred = np.concatenate([net(tl.Tensor(Xt[i:i + 1000])).data.argmax(1) for i in range(0, len(yt), 1000)])
+        Xt, yt = test.tensors[0].array, test.tensors[1].array
+        pred = np.concatenate([net(tl.Tensor(Xt[i:i + 1000])).array.argmax(1) for i in range(0, len(yt), 1000)])
     return float((pred == yt).mean()), times
 
 
@@ -58,7 +58,7 @@ def run_torch(train, test, epochs, batch_size, lr):
         nn.Linear(400, 120), nn.BatchNorm1d(120), nn.ReLU(),
         nn.Linear(120, 84), nn.BatchNorm1d(84), nn.ReLU(), nn.Linear(84, 10))
     opt = torch.optim.Adam(net.parameters(), lr=lr)
-    X, y = torch.from_numpy(train.tensors[0].data), torch.from_numpy(train.tensors[1].data)
+    X, y = torch.from_numpy(train.tensors[0].array), torch.from_numpy(train.tensors[1].array)
     times = []
     for epoch in range(epochs):
         start = time.perf_counter()
@@ -71,7 +71,7 @@ def run_torch(train, test, epochs, batch_size, lr):
         times.append(time.perf_counter() - start)
     net.eval()
     with torch.no_grad():
-        Xt, yt = torch.from_numpy(test.tensors[0].data), test.tensors[1].data
+        Xt, yt = torch.from_numpy(test.tensors[0].array), test.tensors[1].array
         pred = torch.cat([net(Xt[i:i + 1000]).argmax(1) for i in range(0, len(yt), 1000)]).numpy()
     return float((pred == yt).mean()), times
 

@@ -85,7 +85,7 @@ def load_into(params, arrays):
             with torch.no_grad():
                 p.copy_(torch.from_numpy(a))
         else:
-            p.data = a.copy()
+            p.array = a.copy()
 
 
 # --- models, the same in tinylazy and torch -------------------------------------------------------

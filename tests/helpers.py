@@ -43,7 +43,7 @@ def to_torch(array, requires_grad=True):
 def host(x):
     """A tinylazy tensor, array or number as a host NumPy array."""
     if isinstance(x, tl.Tensor):
-        return np.asarray(tl.backend.to_device(x.data, "cpu"))
+        return np.asarray(tl.backend.to_device(x.array, "cpu"))
     if hasattr(x, "detach"):
         return x.detach().numpy()
     return np.asarray(x)

@@ -232,10 +232,10 @@ def test_dropout_rejects_bad_probability(p):
 def test_meta_activations(fn):
     x = tl.empty(3, 5, device="meta", requires_grad=True)
     y = fn(x)
-    assert isinstance(y.data, MetaArray) and y.shape == (3, 5) and y.device == "meta"
+    assert isinstance(y.array, MetaArray) and y.shape == (3, 5) and y.device == "meta"
     assert y.dtype in (tl.float32, tl.float64)
     y.backward(tl.empty(3, 5, dtype=y.dtype, device="meta"))
-    assert isinstance(x.grad.data, MetaArray) and x.grad.shape == (3, 5) and x.grad.dtype == tl.float32
+    assert isinstance(x.grad.array, MetaArray) and x.grad.shape == (3, 5) and x.grad.dtype == tl.float32
 
 
 def test_dropout_mask_is_the_counter_based_stream_shared_with_cuda(device):

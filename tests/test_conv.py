@@ -149,10 +149,10 @@ def test_conv2d_meta_shapes_match_cpu(xs, ws, kw):
     w = tl.empty(*ws, device="meta", requires_grad=True)
     b = tl.empty(ws[0], device="meta", requires_grad=True)
     got = F.conv2d(x, w, b, **kw)
-    assert isinstance(got.data, MetaArray) and got.shape == want.shape and got.dtype == tl.float32
+    assert isinstance(got.array, MetaArray) and got.shape == want.shape and got.dtype == tl.float32
     got.backward(tl.empty(*got.shape, device="meta"))
     assert x.grad.shape == xs and w.grad.shape == ws and b.grad.shape == (ws[0],)
-    assert isinstance(w.grad.data, MetaArray)
+    assert isinstance(w.grad.array, MetaArray)
 
 
 # --- errors -----------------------------------------------------------------------------------------

@@ -160,7 +160,7 @@ def test_fast_path_equals_collating_samples():
 def test_batches_are_copies_not_views_of_the_dataset():
     ds = make_ds(6)
     x, _ = next(iter(DataLoader(ds, batch_size=3)))
-    x.data[...] = -1
+    x.array[...] = -1
     assert ds.tensors[0].numpy().min() == 0
 
 

@@ -41,8 +41,8 @@ def test_unary_noncontiguous_and_method(device, name, ours, theirs, rng):
     check_op(ours, theirs, x, device=device)
     if hasattr(tl.Tensor, name):
         t = tl.tensor(x, device=device)
-        np.testing.assert_allclose(tl.backend.to_device(getattr(t, name)().data, "cpu"),
-                                   tl.backend.to_device(ours(t).data, "cpu"))
+        np.testing.assert_allclose(tl.backend.to_device(getattr(t, name)().array, "cpu"),
+                                   tl.backend.to_device(ours(t).array, "cpu"))
 
 
 BINARY = [
@@ -166,9 +166,9 @@ def test_tensor_tensor_promotion_follows_numpy():
 
 def test_raw_array_operands(device):
     x = tl.ones(2, 3, device=device)
-    w = tl.ones(3, device=device).data
-    assert np.allclose(tl.backend.to_device((x * w).data, "cpu"), 1.0)
-    assert np.allclose(tl.backend.to_device((w + x).data, "cpu"), 2.0)
+    w = tl.ones(3, device=device).array
+    assert np.allclose(tl.backend.to_device((x * w).array, "cpu"), 1.0)
+    assert np.allclose(tl.backend.to_device((w + x).array, "cpu"), 2.0)
 
 
 def test_comparisons_are_bool_without_grad(device):

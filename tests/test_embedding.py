@@ -64,9 +64,9 @@ def test_embedding_meta_shapes():
     w = tl.empty(10, 4, device="meta", requires_grad=True)
     idx = tl.empty(2, 5, dtype=tl.int64, device="meta")
     out = F.embedding(idx, w)
-    assert isinstance(out.data, MetaArray) and out.shape == (2, 5, 4) and out.dtype == tl.float32
+    assert isinstance(out.array, MetaArray) and out.shape == (2, 5, 4) and out.dtype == tl.float32
     out.backward(tl.empty(2, 5, 4, device="meta"))
-    assert isinstance(w.grad.data, MetaArray) and w.grad.shape == (10, 4)
+    assert isinstance(w.grad.array, MetaArray) and w.grad.shape == (10, 4)
 
 
 def test_embedding_errors():

@@ -16,7 +16,7 @@ ACTS = [(nn.ReLU, "relu"), (nn.Sigmoid, "sigmoid"), (nn.Tanh, "tanh"), (nn.GELU,
 
 def _copy_params(src, dst):
     for p, q in zip(src.parameters(), dst.parameters()):
-        q.data[...] = p.data
+        q.array[...] = p.array
 
 
 def _run(net, x, g):
@@ -93,7 +93,7 @@ def test_fused_lazy_model_equals_torch():
                             th.nn.Linear(6, 2)).double()
     with th.no_grad():
         for p, q in zip(net.parameters(), tnet.parameters()):
-            q.copy_(th.from_numpy(p.data))
+            q.copy_(th.from_numpy(p.array))
     xt = tl.tensor(x, requires_grad=True)
     out = net(xt)
     (out * out).sum().backward()
@@ -207,7 +207,7 @@ def test_relu_backward_of_non_finite_values_equals_torch(device, fused):
     x = tl.tensor(x0, device=device, requires_grad=True)
     if fused:
         net = nn.Sequential(nn.Linear(1, 1, bias=False, dtype=tl.float64), nn.ReLU()).to(device)
-        net[0].weight.data[...] = 1.0
+        net[0].weight.array[...] = 1.0
         tnet = th.nn.Sequential(th.nn.Linear(1, 1, bias=False, dtype=th.float64), th.nn.ReLU())
         with th.no_grad():
             tnet[0].weight.fill_(1.0)
@@ -249,7 +249,7 @@ def test_fused_sequential_on_each_device_equals_the_unfused_modules(device, act_
         out = model(xt)
         out.backward(tl.tensor(g, device=device))
         grads = [xt.grad] + [p.grad for p in net.parameters()]
-        return [tl.backend.to_device(t.data, "cpu") for t in [out.detach()] + grads]
+        return [tl.backend.to_device(t.array, "cpu") for t in [out.detach()] + grads]
 
     fused = run(net)
     for p in net.parameters():

@@ -14,7 +14,7 @@ def big(device, *shape, dtype=tl.float32):
 
 
 def host(t):
-    return np.asarray(tl.backend.to_device(t.data, "cpu"), dtype=np.float64)
+    return np.asarray(tl.backend.to_device(t.array, "cpu"), dtype=np.float64)
 
 
 @pytest.mark.parametrize("name, param", [("linear", None), ("conv2d", None), ("sigmoid", None), ("tanh", None),
@@ -39,12 +39,12 @@ def test_fans(shape, fans):
 
 def test_init_functions_act_in_place_on_the_device(device):
     p = big(device, 64, 32)
-    array = p.data
+    array = p.array
     for fn, args in [(init.uniform_, (-1, 1)), (init.normal_, (0, 1)), (init.constant_, (0.3,)), (init.zeros_, ()),
                      (init.ones_, ()), (init.xavier_uniform_, ()), (init.xavier_normal_, ()),
                      (init.kaiming_uniform_, ()), (init.kaiming_normal_, ()), (init.trunc_normal_, ()), (init.eye_, ())]:
         assert fn(p, *args) is p
-        assert p.data is array and p.device == device and p.dtype == tl.float32      # in place
+        assert p.array is array and p.device == device and p.dtype == tl.float32      # in place
         assert p.requires_grad and p.grad_fn is None                                # no graph recorded
 
 
@@ -96,7 +96,7 @@ def test_seeded_initialization_repeats():
     a = nn.Linear(10, 5)
     tl.manual_seed(7)
     b = nn.Linear(10, 5)
-    assert np.array_equal(a.weight.data, b.weight.data) and np.array_equal(a.bias.data, b.bias.data)
+    assert np.array_equal(a.weight.array, b.weight.array) and np.array_equal(a.bias.array, b.bias.array)
 
 
 def test_float64_and_float16_tensors():
@@ -115,7 +115,7 @@ def test_on_lazy_parameters_calls_are_recorded_and_replayed_in_order():
     init.zeros_(lin.bias)
     assert lin.weight.is_lazy and len(lin.weight.__dict__["_deferred"]) == 2
     lin(tl.rand(2, 400))
-    assert np.all(lin.weight.data == 2.0) and np.all(lin.bias.data == 0)    # the later call wins
+    assert np.all(lin.weight.array == 2.0) and np.all(lin.bias.array == 0)    # the later call wins
     assert "_deferred" not in lin.weight.__dict__
 
 
@@ -124,30 +124,30 @@ def test_fan_based_inits_use_the_materialized_shape():
     init.xavier_uniform_(lin.weight)
     lin(tl.rand(1, 600))
     bound = math.sqrt(6 / 800)
-    assert np.abs(lin.weight.data).max() <= bound and np.abs(lin.weight.data).max() > 0.9 * bound
+    assert np.abs(lin.weight.array).max() <= bound and np.abs(lin.weight.array).max() > 0.9 * bound
 
 
 def test_layer_weight_init_and_bias_init_arguments():
     eager = nn.Linear(3, 4, weight_init=init.ones_, bias_init=lambda b: init.constant_(b, 0.5))
-    assert np.all(eager.weight.data == 1) and np.all(eager.bias.data == 0.5)
+    assert np.all(eager.weight.array == 1) and np.all(eager.bias.array == 0.5)
     lazy = nn.LazyLinear(4, weight_init=init.ones_, bias_init=init.zeros_)
     init.constant_(lazy.weight, 3.0)                       # a later recorded call runs after weight_init
     lazy(tl.rand(2, 3))
-    assert np.all(lazy.weight.data == 3.0) and np.all(lazy.bias.data == 0)
+    assert np.all(lazy.weight.array == 3.0) and np.all(lazy.bias.array == 0)
     conv = nn.LazyConv2d(2, 3, weight_init=init.zeros_)
     conv(tl.rand(1, 2, 5, 5))
-    assert np.all(conv.weight.data == 0)
+    assert np.all(conv.weight.array == 0)
 
 
 def test_default_initialization_matches_pytorch_bounds():
     lin = nn.Linear(400, 30)
     bound = 1 / math.sqrt(400)
     for p in (lin.weight, lin.bias):
-        assert np.abs(p.data).max() <= bound and np.abs(p.data).max() > 0.8 * bound
+        assert np.abs(p.array).max() <= bound and np.abs(p.array).max() > 0.8 * bound
     conv = nn.Conv2d(4, 8, 3, groups=2)
     bound = 1 / math.sqrt(2 * 9)
-    assert np.abs(conv.weight.data).max() <= bound and np.abs(conv.bias.data).max() <= bound
+    assert np.abs(conv.weight.array).max() <= bound and np.abs(conv.bias.array).max() <= bound
     bn, ln, emb = nn.BatchNorm1d(3), nn.LayerNorm(5), nn.Embedding(100, 50, padding_idx=0)
-    assert np.all(bn.weight.data == 1) and np.all(bn.bias.data == 0) and np.all(bn.running_var.data == 1)
-    assert np.all(ln.weight.data == 1) and np.all(ln.bias.data == 0)
-    assert np.all(emb.weight.data[0] == 0) and 0.9 < emb.weight.data[1:].std() < 1.1
+    assert np.all(bn.weight.array == 1) and np.all(bn.bias.array == 0) and np.all(bn.running_var.array == 1)
+    assert np.all(ln.weight.array == 1) and np.all(ln.bias.array == 0)
+    assert np.all(emb.weight.array[0] == 0) and 0.9 < emb.weight.array[1:].std() < 1.1

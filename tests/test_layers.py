@@ -12,7 +12,7 @@ torch = pytest.importorskip("torch")
 
 
 def host(x):
-    return np.asarray(tl.backend.to_device(x.data, "cpu"))
+    return np.asarray(tl.backend.to_device(x.array, "cpu"))
 
 
 def copy_from_torch(ours, theirs, device):
@@ -110,7 +110,7 @@ def test_embedding(device):
     np.testing.assert_allclose(host(out_o), out_t.detach().numpy())
     out_o.sum().backward(), out_t.sum().backward()
     np.testing.assert_allclose(host(ours.weight.grad), theirs.weight.grad.numpy())
-    assert np.all(nn.Embedding(5, 3, padding_idx=-1).weight.data[4] == 0)
+    assert np.all(nn.Embedding(5, 3, padding_idx=-1).weight.array[4] == 0)
 
 
 @pytest.mark.parametrize("ours, theirs", [

@@ -31,7 +31,7 @@ def test_lazy_parameter_state_and_repr():
     assert w.requires_grad and w.grad is None
 
 
-@pytest.mark.parametrize("use", [lambda p: p.shape, lambda p: p.data, lambda p: p.numel(), lambda p: p + 1,
+@pytest.mark.parametrize("use", [lambda p: p.shape, lambda p: p.array, lambda p: p.numel(), lambda p: p + 1,
                                  lambda p: tl.zeros(3, 256) @ p, lambda p: p.sum(), lambda p: p.dtype,
                                  lambda p: p.device, lambda p: F.linear(tl.zeros(2, 5), p)])
 def test_using_a_lazy_parameter_raises_a_clear_error(use):
@@ -55,7 +55,7 @@ def test_error_names_path_in_nested_models():
     with pytest.raises(nn.UninitializedParameterError, match=r"'0\.body\.0\.weight'"):
         net[0].body[0].weight.shape
     with pytest.raises(nn.UninitializedParameterError, match=r"'0\.head\.bias'"):
-        net[0].head.bias.data
+        net[0].head.bias.array
 
 
 # --- rule 1: laziness is a state, not a class -------------------------------------------------------
@@ -134,10 +134,10 @@ def test_rule3_optimizer_built_before_first_forward():
     opt = optim.SGD(net.parameters(), lr=0.1)
     X, y = tl.rand(8, 5), tl.rand(8, 1)
     loss = ((net(X) - y) ** 2).mean()
-    before = net[0].weight.data.copy()
+    before = net[0].weight.array.copy()
     loss.backward()
     opt.step()
-    assert not np.array_equal(before, net[0].weight.data)
+    assert not np.array_equal(before, net[0].weight.array)
 
 
 # --- rule 4: device and dtype -----------------------------------------------------------------------------
@@ -147,7 +147,7 @@ def test_rule4_allocated_on_input_device_and_float_dtype(device):
     out = net(x)
     for p in net.parameters():
         assert p.device == device and p.dtype == tl.float64
-        assert type(p.data) is type(x.data)                       # NumPy on cpu, CuPy on a GPU
+        assert type(p.array) is type(x.array)                       # NumPy on cpu, CuPy on a GPU
     assert out.device == device and out.dtype == tl.float64
 
 
@@ -197,7 +197,7 @@ def test_rule4_cuda_input_allocates_on_cuda(device):
     net = mlp()
     net(tl.rand(2, 20, device=device))
     cp = backend.cupy_module()
-    assert all(isinstance(p.data, cp.ndarray) for p in net.parameters())
+    assert all(isinstance(p.array, cp.ndarray) for p in net.parameters())
     with pytest.raises(RuntimeError, match="cpu"):
         net(tl.rand(2, 20))
 
@@ -205,14 +205,14 @@ def test_rule4_cuda_input_allocates_on_cuda(device):
 # --- rule 5: validate before allocating; the first call is atomic -------------------------------------------
 def test_rule5_error_in_a_later_layer_rolls_everything_back():
     net = nn.Sequential(nn.LazyLinear(8), nn.ReLU(), nn.LazyLinear(4), nn.Linear(3, 2))
-    fixed = net[3].weight.data.copy()
+    fixed = net[3].weight.array.copy()
     with pytest.raises(nn.ShapeError):
         net(tl.rand(2, 5))
     assert lazy_names(net) == ["0.weight", "0.bias", "2.weight", "2.bias"]
     assert net[0].in_features is None and net[2].in_features is None
     assert repr(net[0]) == "Linear(in_features=None, out_features=8, bias=True)"
     assert net[0].weight.partial_shape == (8, None)
-    assert np.array_equal(net[3].weight.data, fixed)
+    assert np.array_equal(net[3].weight.array, fixed)
     net[3] = nn.LazyLinear(2)                          # fix the model: the next call works from scratch
     assert net(tl.rand(2, 6)).shape == (2, 2) and net[0].in_features == 6
 

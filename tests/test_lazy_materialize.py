@@ -33,9 +33,9 @@ def test_rule7_load_state_dict_materializes_and_keeps_values():
     assert [id(p) for p in dst.parameters()] == ids
     assert dst[0].in_features == 20 and repr(dst[0]).startswith("Linear(in_features=20")
     for (n, a), (_, b) in zip(src.state_dict().items(), dst.state_dict().items()):
-        assert np.array_equal(a.data, b.data), n
-        assert a.data is not b.data
-    assert np.array_equal(dst(X).data, Y.data)
+        assert np.array_equal(a.array, b.array), n
+        assert a.array is not b.array
+    assert np.array_equal(dst(X).array, Y.array)
 
 
 def test_rule7_load_into_lazy_conv_and_batchnorm():
@@ -49,7 +49,7 @@ def test_rule7_load_into_lazy_conv_and_batchnorm():
     assert dst[0].in_channels == 6 and dst[1].num_features == 4
     assert int(dst[1].num_batches_tracked) == 2 and dst[1].num_batches_tracked.dtype == tl.int64
     src.eval(), dst.eval()
-    assert np.allclose(dst(X).data, src(X).data)
+    assert np.allclose(dst(X).array, src(X).array)
 
 
 def test_rule7_load_with_wrong_shapes_fails_without_changing_the_model():
@@ -71,7 +71,7 @@ def test_rule7_load_uses_checkpoint_dtype_unless_placed():
     dst = mlp().float()
     dst.load_state_dict(src.state_dict())
     assert dst[0].weight.dtype == tl.float32
-    assert np.allclose(dst[0].weight.data, src[0].weight.data)
+    assert np.allclose(dst[0].weight.array, src[0].weight.array)
 
 
 # --- rule 8: lazy state dicts ------------------------------------------------------------------------------
@@ -111,7 +111,7 @@ def test_a_materialized_model_round_trips_through_save_and_load(tmp_path):
     serialization.save(net.state_dict(), str(tmp_path / "mlp.tl"))
     clone = mlp()
     clone.load_state_dict(serialization.load(str(tmp_path / "mlp.tl")))
-    assert np.array_equal(clone(X).data, Y.data)
+    assert np.array_equal(clone(X).array, Y.array)
 
 
 # --- rule 9: deepcopy and pickle ---------------------------------------------------------------------------
@@ -123,14 +123,14 @@ def test_rule9_copies_of_lazy_models_materialize_independently(clone):
     assert twin[0].weight is not net[0].weight and twin[0].weight.is_lazy
     twin(tl.rand(2, 20))
     assert net.has_uninitialized_params() and net[0].in_features is None
-    assert np.all(twin[2].bias.data == 0.5)
+    assert np.all(twin[2].bias.array == 0.5)
     net(tl.rand(2, 5))
     assert net[0].in_features == 5 and twin[0].in_features == 20
     third = clone(twin)                                         # a materialized model copies its values
-    assert np.array_equal(third[0].weight.data, twin[0].weight.data)
-    assert third[0].weight.data is not twin[0].weight.data
+    assert np.array_equal(third[0].weight.array, twin[0].weight.array)
+    assert third[0].weight.array is not twin[0].weight.array
     X = tl.rand(4, 20)
-    assert np.array_equal(third(X).data, twin(X).data)
+    assert np.array_equal(third(X).array, twin(X).array)
 
 
 def test_rule9_copies_keep_sharing_inside_the_model():
@@ -159,9 +159,9 @@ def test_rule10_shared_module_parameters_once_and_gradients_accumulate():
     untied.zero_grad()
     untied(X).sum().backward()
     assert untied[2].weight is not untied[4].weight
-    expected = untied[2].weight.grad.data + untied[4].weight.grad.data
-    assert np.allclose(net[2].weight.grad.data, expected, rtol=1e-5, atol=1e-7)
-    assert not np.allclose(net[2].weight.grad.data, untied[2].weight.grad.data)
+    expected = untied[2].weight.grad.array + untied[4].weight.grad.array
+    assert np.allclose(net[2].weight.grad.array, expected, rtol=1e-5, atol=1e-7)
+    assert not np.allclose(net[2].weight.grad.array, untied[2].weight.grad.array)
 
 
 # --- rule 11: materialize ------------------------------------------------------------------------------------
@@ -171,8 +171,8 @@ def test_rule11_materialize_from_shapes_meta_or_real(example):
     assert net.materialize(example) is net
     assert not net.has_uninitialized_params()
     assert net[0].weight.shape == (256, 20) and net[0].weight.dtype == tl.float32
-    assert net[0].weight.device == "cpu" and isinstance(net[0].weight.data, np.ndarray)
-    assert np.abs(net[0].weight.data).max() > 0                 # initialized, not empty memory
+    assert net[0].weight.device == "cpu" and isinstance(net[0].weight.array, np.ndarray)
+    assert np.abs(net[0].weight.array).max() > 0                 # initialized, not empty memory
 
 
 def test_rule11_materialize_device_and_dtype(device):
@@ -196,21 +196,21 @@ def test_rule11_materialize_computes_no_activations(monkeypatch):
         _, peak = tracemalloc.get_traced_memory()
     finally:
         tracemalloc.stop()
-    params = sum(p.data.nbytes for p in net.parameters())
+    params = sum(p.array.nbytes for p in net.parameters())
     assert peak < params + 8 * 2**20, (peak, params)
     assert seen and all(t is MetaArray for t in seen)            # every matmul ran on shapes only
-    assert isinstance(outs[0].data, MetaArray) and outs[0].shape == (200_000, 10)
+    assert isinstance(outs[0].array, MetaArray) and outs[0].shape == (200_000, 10)
 
 
 def test_rule11_materialize_rolls_back_on_failure_and_keeps_real_parameters():
     net = nn.Sequential(nn.Linear(3, 8), nn.LazyLinear(4), nn.Linear(5, 2))
-    before = net[0].weight.data
+    before = net[0].weight.array
     with pytest.raises(nn.ShapeError):
         net.materialize((2, 3))
-    assert net[0].weight.data is before and lazy_names(net) == ["1.weight", "1.bias"]
+    assert net[0].weight.array is before and lazy_names(net) == ["1.weight", "1.bias"]
     net = nn.Sequential(nn.Linear(3, 8), nn.LazyLinear(4))
     net.materialize((2, 3))
-    assert net[0].weight.data is before or isinstance(net[0].weight.data, np.ndarray)
+    assert net[0].weight.array is before or isinstance(net[0].weight.array, np.ndarray)
     assert net(tl.rand(2, 3)).shape == (2, 4)
 
 
@@ -218,8 +218,8 @@ def test_rule11_materialize_applies_deferred_inits_and_batchnorm_stats():
     net = nn.Sequential(nn.LazyLinear(4), nn.LazyBatchNorm1d())
     net.apply(lambda m: nn.init.constant_(m.weight, 3.0) if type(m) is nn.Linear else None)
     net.materialize((2, 6))
-    assert np.all(net[0].weight.data == 3.0)
-    assert np.all(net[1].running_var.data == 1) and int(net[1].num_batches_tracked) == 0
+    assert np.all(net[0].weight.array == 3.0)
+    assert np.all(net[1].running_var.array == 1) and int(net[1].num_batches_tracked) == 0
 
 
 # --- rule 12: helpers that need values ------------------------------------------------------------------------
@@ -248,8 +248,8 @@ def test_apply_init_dry_run_then_init_without_side_effects():
     net = nn.Sequential(nn.LazyLinear(4), nn.LazyBatchNorm1d(), nn.Dropout(0.5))
     net.apply_init([tl.rand(8, 3)], lambda m: nn.init.zeros_(m.bias) if type(m) is nn.Linear else None)
     assert net.training and all(m.training for m in net.modules())
-    assert int(net[1].num_batches_tracked) == 0 and np.all(net[1].running_mean.data == 0)
-    assert np.all(net[0].bias.data == 0) and net[0].weight.shape == (4, 3)
+    assert int(net[1].num_batches_tracked) == 0 and np.all(net[1].running_mean.array == 0)
+    assert np.all(net[0].bias.array == 0) and net[0].weight.shape == (4, 3)
 
 
 def test_summary_on_lazy_model_leaves_it_lazy():
@@ -279,7 +279,7 @@ def test_failed_call_keeps_deferred_inits_for_the_next_one():
         net(tl.rand(1, 4))
     net[1] = nn.LazyLinear(1)
     net(tl.rand(1, 4))
-    assert np.all(net[0].weight.data == 1)
+    assert np.all(net[0].weight.array == 1)
 
 
 def test_materialize_dtype_rules():

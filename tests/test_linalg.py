@@ -47,7 +47,7 @@ def test_matmul_noncontiguous_and_transposed(device):
 def test_matmul_with_raw_arrays_and_float32(device):
     a, b = rand((2, 3), np.float32, seed=8), rand((3, 4), np.float32, seed=9)
     x = tl.tensor(a, device=device)
-    out = x @ tl.tensor(b, device=device).data              # `X @ layer.weight.data` works
+    out = x @ tl.tensor(b, device=device).array              # `X @ layer.weight.array` works
     assert out.dtype == tl.float32 and out.shape == (2, 4)
     np.testing.assert_allclose(host(out), a @ b, rtol=1e-5)
     if device == "cpu":
@@ -120,10 +120,10 @@ def test_meta_device(sa, sb, shape):
     a = tl.empty(*sa, device="meta", requires_grad=True)
     b = tl.empty(*sb, device="meta", requires_grad=True)
     out = a @ b
-    assert out.shape == shape and out.dtype == tl.float32 and isinstance(out.data, MetaArray)
+    assert out.shape == shape and out.dtype == tl.float32 and isinstance(out.array, MetaArray)
     if len(sa) == len(sb) or len(sb) == 1 and len(sa) == 1 or (len(sa) > 2 and len(sb) == 2):
         out.sum().backward()
-        assert a.grad.shape == sa and b.grad.shape == sb and isinstance(a.grad.data, MetaArray)
+        assert a.grad.shape == sa and b.grad.shape == sb and isinstance(a.grad.array, MetaArray)
     with pytest.raises(tl.ShapeError, match=r"\(2, 3\) and \(4, 4\)"):
         tl.empty(2, 3, device="meta") @ tl.empty(4, 4, device="meta")
     assert tl.mm(tl.empty(2, 3, device="meta"), tl.empty(3, 1, device="meta")).shape == (2, 1)

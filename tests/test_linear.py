@@ -121,10 +121,10 @@ def test_linear_meta(x_shape):
     w = tl.empty(4, 3, device="meta", requires_grad=True)
     b = tl.empty(4, device="meta", requires_grad=True)
     y = F.linear(x, w, b)
-    assert isinstance(y.data, MetaArray) and y.shape == x_shape[:-1] + (4,) and y.dtype == tl.float32
+    assert isinstance(y.array, MetaArray) and y.shape == x_shape[:-1] + (4,) and y.dtype == tl.float32
     y.backward(tl.empty(*y.shape, device="meta"))
     for t in (x, w, b):
-        assert isinstance(t.grad.data, MetaArray) and t.grad.shape == t.shape
+        assert isinstance(t.grad.array, MetaArray) and t.grad.shape == t.shape
     with pytest.raises(tl.ShapeError, match="in_features=3"):
         F.linear(tl.empty(2, 5, device="meta"), w)
     assert F.linear(tl.empty(2, 3, dtype=tl.float64, device="meta"),

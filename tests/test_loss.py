@@ -286,14 +286,14 @@ def test_meta_losses(reduction):
                  F.binary_cross_entropy_with_logits(x, tl.empty(8, 5, 3, device="meta"), reduction=reduction)):
         want = expected if loss.grad_fn.__class__.__name__ in ("CrossEntropy", "NLLLoss") else (
             (8, 5, 3) if reduction == "none" else ())
-        assert isinstance(loss.data, MetaArray) and loss.shape == want and loss.dtype == tl.float32
+        assert isinstance(loss.array, MetaArray) and loss.shape == want and loss.dtype == tl.float32
         loss.backward(tl.empty(*want, device="meta"))
-        assert isinstance(x.grad.data, MetaArray) and x.grad.shape == (8, 5, 3)
+        assert isinstance(x.grad.array, MetaArray) and x.grad.shape == (8, 5, 3)
         x.grad = None
     with pytest.raises(tl.ShapeError, match="batch size"):
         F.cross_entropy(x, tl.empty(7, 3, dtype=tl.int64, device="meta"))
     oh = tl.one_hot(tl.empty(4, dtype=tl.int64, device="meta"), 6)
-    assert isinstance(oh.data, MetaArray) and oh.shape == (4, 6) and oh.dtype == tl.int64
+    assert isinstance(oh.array, MetaArray) and oh.shape == (4, 6) and oh.dtype == tl.int64
     with pytest.raises(ValueError, match="num_classes"):
         tl.one_hot(tl.empty(4, dtype=tl.int64, device="meta"))
 

@@ -16,7 +16,7 @@ def same_as_cpu(fn, *shapes, dtype=tl.float32):
     """fn on meta tensors has the shape and dtype of fn on cpu tensors of the same shapes."""
     got = fn(*(meta(*s, dtype=dtype) for s in shapes))
     want = fn(*(tl.ones(*s, dtype=dtype) for s in shapes))
-    assert isinstance(got.data, MetaArray) and got.device == "meta"
+    assert isinstance(got.array, MetaArray) and got.device == "meta"
     assert got.shape == want.shape and got.dtype == want.dtype, (got.shape, want.shape, got.dtype, want.dtype)
     return got
 
@@ -46,7 +46,7 @@ def test_meta_autograd_tracks_shapes():
     x = tl.empty(4, 5, device="meta", requires_grad=True)
     y = (x * 2.0).tanh()
     y.backward(tl.empty(4, 5, device="meta"))
-    assert isinstance(x.grad.data, MetaArray) and x.grad.shape == (4, 5)
+    assert isinstance(x.grad.array, MetaArray) and x.grad.shape == (4, 5)
 
 
 def test_meta_has_no_values():

@@ -70,9 +70,9 @@ def test_parameter_basics():
     assert repr(p).startswith("Parameter containing:\ntensor(") and "requires_grad=True" in repr(p)
     assert not nn.Parameter(tl.zeros(2), requires_grad=False).requires_grad
     t = tl.ones(2)
-    assert nn.Parameter(t).data is t.data                              # shares memory
-    p.data = tl.zeros(3, 2)                                            # a tensor's array is taken
-    assert isinstance(p.data, np.ndarray) and p.sum().item() == 0
+    assert nn.Parameter(t).array is t.array                              # shares memory
+    p.array = tl.zeros(3, 2)                                            # a tensor's array is taken
+    assert isinstance(p.array, np.ndarray) and p.sum().item() == 0
     assert (p * 2).shape == (3, 2)
 
 
@@ -95,11 +95,11 @@ def test_state_dict_values_share_memory_and_load_copies():
     a, b = Block(), Block()
     sd = a.state_dict()
     assert type(sd) is OrderedDict and type(sd["scale"]) is tl.Tensor
-    assert sd["lin.weight"].data is a.lin.weight.data
+    assert sd["lin.weight"].array is a.lin.weight.array
     assert a.state_dict(keep_vars=True)["scale"] is a.scale
     res = b.load_state_dict(sd)
     assert res.missing_keys == [] and res.unexpected_keys == []
-    assert np.array_equal(b.lin.weight.data, a.lin.weight.data) and b.lin.weight.data is not a.lin.weight.data
+    assert np.array_equal(b.lin.weight.array, a.lin.weight.array) and b.lin.weight.array is not a.lin.weight.array
 
 
 def test_load_state_dict_strict_messages():
@@ -117,12 +117,12 @@ def test_load_state_dict_strict_messages():
     sd["0.weight"] = tl.zeros(5, 3)
     with pytest.raises(RuntimeError, match=r"size mismatch for 0\.weight.*\(5, 3\).*\(4, 3\)"):
         net.load_state_dict(sd, strict=False)                          # mis-shaped keys fail even non-strict
-    before = net[1].weight.data.copy()
+    before = net[1].weight.array.copy()
     sd = {k: v.clone() + 1 for k, v in net.state_dict().items()}
     sd["0.weight"] = tl.zeros(5, 3)
     with pytest.raises(RuntimeError):
         net.load_state_dict(sd)
-    assert np.array_equal(before, net[1].weight.data)                   # checked before anything changed
+    assert np.array_equal(before, net[1].weight.array)                   # checked before anything changed
 
 
 # --- train/eval, apply, grads ---------------------------------------------------------------------------
@@ -142,7 +142,7 @@ def test_zero_grad_and_requires_grad():
     net(tl.rand(4, 3)).sum().backward()
     assert net.weight.grad is not None
     net.zero_grad(set_to_none=False)
-    assert np.all(net.weight.grad.data == 0)
+    assert np.all(net.weight.grad.array == 0)
     net.zero_grad()
     assert net.weight.grad is None
     net.requires_grad_(False)
@@ -183,13 +183,13 @@ def test_forward_hooks_can_replace_inputs_and_outputs():
     h1 = lin.register_forward_pre_hook(lambda m, args: (args[0] * 0,))
     h2 = lin.register_forward_hook(lambda m, args, out: calls.append(out.shape))
     out = lin(tl.rand(3, 2))
-    assert np.allclose(out.data, lin.bias.data) and calls == [(3, 2)]
+    assert np.allclose(out.array, lin.bias.array) and calls == [(3, 2)]
     h3 = lin.register_forward_hook(lambda m, args, out: out + 1)
-    assert np.allclose(lin(tl.rand(1, 2)).data, lin.bias.data + 1)
+    assert np.allclose(lin(tl.rand(1, 2)).array, lin.bias.array + 1)
     for h in (h1, h2, h3):
         h.remove()
     x = tl.rand(1, 2)
-    assert np.allclose(lin(x).data, x.data @ lin.weight.data.T + lin.bias.data) and len(calls) == 2
+    assert np.allclose(lin(x).array, x.array @ lin.weight.array.T + lin.bias.array) and len(calls) == 2
 
 
 # --- repr ------------------------------------------------------------------------------------------------
@@ -277,10 +277,10 @@ def test_copies_of_materialized_models(clone):
     net(tl.rand(2, 3)).sum().backward()
     twin = clone(net)
     assert twin.lin.weight is not net.lin.weight and isinstance(twin.lin.weight, nn.Parameter)
-    assert np.array_equal(twin.lin.weight.data, net.lin.weight.data)
-    assert np.array_equal(twin.lin.weight.grad.data, net.lin.weight.grad.data)
-    twin.lin.weight.data[...] = 0
-    assert np.any(net.lin.weight.data != 0)
+    assert np.array_equal(twin.lin.weight.array, net.lin.weight.array)
+    assert np.array_equal(twin.lin.weight.grad.array, net.lin.weight.grad.array)
+    twin.lin.weight.array[...] = 0
+    assert np.any(net.lin.weight.array != 0)
     assert twin.lin.weight.requires_grad and list(twin.state_dict()) == list(net.state_dict())
 
 

@@ -118,15 +118,15 @@ def test_norms_meta_shapes():
     rm, rv = tl.empty(3, device="meta"), tl.empty(3, device="meta")
     for training in (True, False):
         y = F.batch_norm(x, rm, rv, w, b, training=training)
-        assert isinstance(y.data, MetaArray) and y.shape == (4, 3, 5, 5) and y.dtype == tl.float32
+        assert isinstance(y.array, MetaArray) and y.shape == (4, 3, 5, 5) and y.dtype == tl.float32
         y.backward(tl.empty(*y.shape, device="meta"))
         assert x.grad.shape == (4, 3, 5, 5) and w.grad.shape == (3,) and b.grad.shape == (3,)
     x = tl.empty(2, 7, 6, device="meta", requires_grad=True)
     w = tl.empty(7, 6, device="meta", requires_grad=True)
     y = F.layer_norm(x, (7, 6), w)
-    assert isinstance(y.data, MetaArray) and y.shape == (2, 7, 6)
+    assert isinstance(y.array, MetaArray) and y.shape == (2, 7, 6)
     y.backward(tl.empty(2, 7, 6, device="meta"))
-    assert isinstance(w.grad.data, MetaArray) and w.grad.shape == (7, 6)
+    assert isinstance(w.grad.array, MetaArray) and w.grad.shape == (7, 6)
 
 
 # --- errors -----------------------------------------------------------------------------------------
@@ -158,9 +158,9 @@ def test_layer_norm_errors():
 
 def test_running_stats_are_updated_in_place(device):
     rm, rv = tl.zeros(2, device=device), tl.ones(2, device=device)
-    before = rm.data
+    before = rm.array
     x = tl.tensor(np.array([[1.0, 2.0], [3.0, 6.0]], np.float32), device=device)
     F.batch_norm(x, rm, rv, training=True, momentum=0.5)
-    assert rm.data is before
+    assert rm.array is before
     np.testing.assert_allclose(host(rm), [1.0, 2.0])
     np.testing.assert_allclose(host(rv), [0.5 + 0.5 * 2.0, 0.5 + 0.5 * 8.0])     # unbiased batch variance

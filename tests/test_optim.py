@@ -114,7 +114,7 @@ def test_fused_cuda_entry_points_get_the_right_arguments(name):
     for step in range(4):
         set_grads(ours, theirs, step)
         states = [opt._state_for(p, group, names) for p in ours]
-        assert opt._fused(group, [p.data for p in ours], [p.grad.data for p in ours], states, step)
+        assert opt._fused(group, [p.array for p in ours], [p.grad.array for p in ours], states, step)
         for st in states:
             st["step"] += 1
         ref.step()
@@ -175,14 +175,14 @@ def test_updates_in_place_without_graph():
     shared = tl.from_numpy(base).requires_grad_()          # the optimizer must write into `base` itself
     others, _ = make_pair([(3,), (2,), (BIG,)])
     params = [shared] + others
-    arrays = [p.data for p in params]
+    arrays = [p.array for p in params]
     opt = optim.Adam(params, lr=0.1)
     for step in range(3):
         loss = sum((p * p).sum() for p in params)
         opt.zero_grad()
         loss.backward()
         opt.step()
-    assert all(p.data is a for p, a in zip(params, arrays))
+    assert all(p.array is a for p, a in zip(params, arrays))
     assert all(p.grad_fn is None and p.is_leaf for p in params)
     assert not np.array_equal(base, np.arange(6.0).reshape(2, 3))
 
@@ -200,7 +200,7 @@ def test_mixed_dtypes_and_a_cast_after_steps():
         b.step()
     assert_same(ours, theirs, rtol=1e-6, atol=1e-7)
     for p in ours32:
-        p.data = p.data.astype(np.float64)
+        p.array = p.array.astype(np.float64)
     set_grads(ours, theirs, 3)
     for p in ours32:
         p.grad = p.grad.double()
@@ -280,7 +280,7 @@ def test_load_torch_state_dict_and_continue():
         b.step()
     with torch.no_grad():
         for p, q in zip(ours, theirs):
-            p.data[...] = q.numpy()
+            p.array[...] = q.numpy()
     sd = b.state_dict()
     converted = {"state": {k: {n: tl.tensor(v.numpy()) for n, v in st.items()} for k, st in sd["state"].items()},
                  "param_groups": [{k: v for k, v in g.items()} for g in sd["param_groups"]]}
@@ -370,7 +370,7 @@ def test_lazy_parameter_materialized_later_joins_without_disturbing_others():
         opt.step()
         ref.step()
     assert lazy not in opt.state
-    lazy.data = np.ones((4, 2))
+    lazy.array = np.ones((4, 2))
     lazy.grad = tl.ones(4, 2, dtype=tl.float64)
     set_grads(eager, ref_theirs, 2)
     opt.step()

@@ -170,10 +170,10 @@ def test_pools_meta_shapes_match_cpu(fn, shape):
     want = fn(tl.ones(*shape))
     x = tl.empty(*shape, device="meta", requires_grad=True)
     got = fn(x)
-    assert isinstance(got.data, MetaArray) and got.shape == want.shape and got.dtype == want.dtype
+    assert isinstance(got.array, MetaArray) and got.shape == want.shape and got.dtype == want.dtype
     if got.requires_grad:
         got.backward(tl.empty(*got.shape, device="meta"))
-        assert isinstance(x.grad.data, MetaArray) and x.grad.shape == shape
+        assert isinstance(x.grad.array, MetaArray) and x.grad.shape == shape
 
 
 # --- errors -----------------------------------------------------------------------------------------

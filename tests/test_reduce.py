@@ -17,15 +17,15 @@ DIMS = [None, 0, -1, 1, (0, 2), (-1, 0), (), (0, 1, 2)]
 
 def nc_leaf(a, device):
     """A leaf tensor whose data really is a non-contiguous view (tl.tensor would copy it)."""
-    wide = tl.zeros(*a.shape[:-1], 2 * a.shape[-1], dtype=a.dtype, device=device).data
+    wide = tl.zeros(*a.shape[:-1], 2 * a.shape[-1], dtype=a.dtype, device=device).array
     view = wide[..., ::2]
-    view[...] = tl.tensor(a, device=device).data
+    view[...] = tl.tensor(a, device=device).array
     return tl.Tensor(view).requires_grad_()
 
 
 def check_noncontiguous(ours, theirs, a, device, rtol=1e-9):
     x = nc_leaf(a, device)
-    assert not x.data.flags.c_contiguous
+    assert not x.array.flags.c_contiguous
     out, ref = ours(x), theirs(pt := th.from_numpy(noncontiguous(a)).requires_grad_())
     out = out[0] if isinstance(out, tuple) else out
     ref = ref[0] if isinstance(ref, tuple) else ref
@@ -345,7 +345,7 @@ def test_meta_device(k):
     fn, shape, dtype = META_CASES[k]
     out = fn(tl.empty(2, 3, 4, device="meta"))
     assert out.shape == shape and out.dtype == dtype
-    assert isinstance(out.data, MetaArray)
+    assert isinstance(out.array, MetaArray)
 
 
 def test_meta_backward_allocates_nothing():
@@ -354,7 +354,7 @@ def test_meta_backward_allocates_nothing():
                lambda t: t.max(1).values.sum(), lambda t: t.var().sum(), lambda t: t.prod(1).sum()):
         x.grad = None
         fn(x).backward()
-        assert isinstance(x.grad.data, MetaArray) and x.grad.shape == (2, 3)
+        assert isinstance(x.grad.array, MetaArray) and x.grad.shape == (2, 3)
 
 
 def test_float32_results_stay_float32(device):

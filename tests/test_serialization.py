@@ -80,7 +80,7 @@ def test_nested_structures_and_python_values(tmp_path):
     assert out["np_scalars"][0] == np.float32(1.25)
     inner = out["nested"][0]
     _same(inner["w"], w)
-    assert inner["w"].data is inner["pair"][0].data is inner["pair"][1][0].data   # one array, stored once
+    assert inner["w"].array is inner["pair"][0].array is inner["pair"][1][0].array   # one array, stored once
 
 
 def test_parameters_saved_as_plain_tensors(tmp_path):

@@ -267,7 +267,7 @@ def test_contiguous(device):
     x = tl.tensor(rand((3, 4)), device=device)
     assert x.contiguous() is x
     y = x.T.contiguous()
-    assert y.data.flags.c_contiguous and y.shape == (4, 3)
+    assert y.array.flags.c_contiguous and y.shape == (4, 3)
     check_op(lambda t: t.T.contiguous(), lambda t: t.T.contiguous(), rand((3, 4)), device=device)
 
 
@@ -295,9 +295,9 @@ def test_meta_device(k):
     fn, shape = META_CASES[k]
     x = tl.empty(2, 3, 4, device="meta", requires_grad=True)
     out = fn(x)
-    assert out.shape == shape and out.dtype == tl.float32 and isinstance(out.data, MetaArray)
+    assert out.shape == shape and out.dtype == tl.float32 and isinstance(out.array, MetaArray)
     out.sum().backward()
-    assert isinstance(x.grad.data, MetaArray) and x.grad.shape == (2, 3, 4)
+    assert isinstance(x.grad.array, MetaArray) and x.grad.shape == (2, 3, 4)
 
 
 def test_meta_errors_and_setitem():

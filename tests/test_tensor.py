@@ -26,7 +26,7 @@ def test_tensor_from_numpy_keeps_dtype_and_copies():
     assert t.dtype == tl.float64
     a[0] = 100
     assert t[0].item() == 0.0 if hasattr(tl.Tensor, "__getitem__") else True
-    assert t.data[0] == 0.0
+    assert t.array[0] == 0.0
 
 
 def test_from_numpy_and_as_tensor_share_memory():
@@ -34,7 +34,7 @@ def test_from_numpy_and_as_tensor_share_memory():
     t = tl.from_numpy(a)
     a[1] = 5
     assert t.tolist() == [0.0, 5.0, 0.0]
-    assert tl.as_tensor(a).data is a
+    assert tl.as_tensor(a).array is a
     with pytest.raises(TypeError, match="from_numpy: expected a numpy.ndarray"):
         tl.from_numpy([1, 2])
 
@@ -145,9 +145,9 @@ def test_dtype_conversions_are_differentiable():
 def test_detach_clone():
     x = tl.tensor([1.0, 2.0], requires_grad=True)
     d = x.detach()
-    assert d.data is x.data and not d.requires_grad
+    assert d.array is x.array and not d.requires_grad
     c = x.clone()
-    assert c.data is not x.data and c.requires_grad and not c.is_leaf
+    assert c.array is not x.array and c.requires_grad and not c.is_leaf
     (c * 3.0).backward(tl.ones(2))
     assert x.grad.tolist() == [3.0, 3.0]
 
@@ -189,7 +189,7 @@ def test_tensor_is_hashable_by_identity():
 
 def test_pickle_roundtrip():
     t = tl.tensor([[1.0, 2.0]])
-    u = pickle.loads(pickle.dumps(t.data))
+    u = pickle.loads(pickle.dumps(t.array))
     assert u.tolist() == [[1.0, 2.0]]
 
 

@@ -116,7 +116,7 @@ class Function:
         on_cpu = True
         for i, a in enumerate(args):
             if isinstance(a, Tensor):
-                d = raw[i] = a.data
+                d = raw[i] = a.array
                 if type(d) is not np.ndarray:
                     on_cpu = False
                 if a.requires_grad:
@@ -169,7 +169,7 @@ def _check_one_device(cls, args):
         if isinstance(a, Tensor):
             if first is None:
                 first = a
-            elif type(a.data) is not type(first.data) or a.device != first.device:
+            elif type(a.array) is not type(first.array) or a.device != first.device:
                 raise RuntimeError(f"{cls.__name__}: expected all tensors on the same device, "
                                    f"got {first.device} and {a.device}")
 
@@ -178,7 +178,7 @@ def _wrap(out, requires_grad):
     if type(out) is not np.ndarray and isinstance(out, (np.generic, float, int, bool)):
         out = np.asarray(out)
     t = Tensor.__new__(Tensor)
-    t.data, t.grad, t.requires_grad, t.grad_fn, t._out_index, t._retains_grad = out, None, requires_grad, None, 0, False
+    t.array, t.grad, t.requires_grad, t.grad_fn, t._out_index, t._retains_grad = out, None, requires_grad, None, 0, False
     return t
 
 
@@ -199,14 +199,14 @@ def backward(tensor, gradient=None, retain_graph=False):
     if not tensor.requires_grad:
         raise RuntimeError("backward: this tensor does not require grad and has no grad_fn "
                            "(no input of the computation had requires_grad=True, or it ran under no_grad)")
-    data = tensor.data
+    data = tensor.array
     if gradient is None:
         if data.size != 1:
             raise RuntimeError(f"backward: grad can be implicitly created only for scalar outputs; this tensor has "
                                f"shape {tuple(data.shape)}: pass gradient= (a tensor of that shape)")
         grad = backend.full(data.shape, 1, data.dtype, backend.device_of(data))   # (half np.ones_like's cost)
     else:
-        grad = gradient.data if isinstance(gradient, Tensor) else backend.xp_of(data).asarray(gradient)
+        grad = gradient.array if isinstance(gradient, Tensor) else backend.xp_of(data).asarray(gradient)
         if tuple(grad.shape) != tuple(data.shape):
             raise RuntimeError(f"backward: gradient has shape {tuple(grad.shape)} but the tensor has shape "
                                f"{tuple(data.shape)}")
@@ -240,7 +240,7 @@ def backward(tensor, gradient=None, retain_graph=False):
             g = in_grads[i] if i < len(in_grads) else None
             if g is None:
                 continue
-            td = t.data
+            td = t.array
             if g.shape != td.shape or g.dtype != td.dtype:
                 g, own = _conform(node, i, g, td), True
             else:
@@ -293,7 +293,7 @@ def _accumulate_leaf(t, g, fresh):
     if t.grad is None:
         t.grad = _wrap(g if fresh else g.copy(), False)
     else:
-        t.grad.data += g
+        t.grad.array += g
 
 
 def _seed(node, index, grad):
@@ -308,7 +308,7 @@ def _set_retained(t, g):
     if t.grad is None:
         t.grad = _wrap(g.copy(), False)
     else:
-        t.grad.data = t.grad.data + g
+        t.grad.array = t.grad.array + g
 
 
 # --- gradcheck -------------------------------------------------------------------------------------
@@ -337,16 +337,16 @@ def gradcheck(fn, inputs, eps=1e-6, atol=1e-5, rtol=1e-3):
     outs = run()
     analytic = _analytic_jacobians(outs, checked)
     for n, t in checked:
-        host = backend.to_device(t.data, "cpu", copy=True)
+        host = backend.to_device(t.array, "cpu", copy=True)
         for j in range(host.size):
             columns = []
             for sign in (1, -1):
                 shifted = host.copy()
                 shifted.reshape(-1)[j] += sign * eps
-                t.data[...] = backend.to_device(shifted, t.device)
+                t.array[...] = backend.to_device(shifted, t.device)
                 with no_grad():
-                    columns.append([backend.to_device(o.data, "cpu").astype(np.float64).reshape(-1) for o in run()])
-            t.data[...] = backend.to_device(host, t.device)
+                    columns.append([backend.to_device(o.array, "cpu").astype(np.float64).reshape(-1) for o in run()])
+            t.array[...] = backend.to_device(host, t.device)
             for k in range(len(outs)):
                 numeric = (columns[0][k] - columns[1][k]) / (2 * eps)
                 exact = analytic[(n, k)][:, j]
@@ -362,21 +362,21 @@ def gradcheck(fn, inputs, eps=1e-6, atol=1e-5, rtol=1e-3):
 
 def _analytic_jacobians(outs, checked):
     """{(input n, output k): Jacobian (out.size x input.size)}, one backward per output element."""
-    jac = {(n, k): np.zeros((o.data.size, t.data.size)) for n, t in checked for k, o in enumerate(outs)}
+    jac = {(n, k): np.zeros((o.array.size, t.array.size)) for n, t in checked for k, o in enumerate(outs)}
     saved = [t.grad for _, t in checked]
     for k, o in enumerate(outs):
         if not o.requires_grad:
             continue
-        xp = backend.xp_of(o.data)
-        for m in range(o.data.size):
+        xp = backend.xp_of(o.array)
+        for m in range(o.array.size):
             for _, t in checked:
                 t.grad = None
-            seed = xp.zeros(o.data.size, o.data.dtype)
+            seed = xp.zeros(o.array.size, o.array.dtype)
             seed[m] = 1
-            backward(o, seed.reshape(o.data.shape), retain_graph=True)
+            backward(o, seed.reshape(o.array.shape), retain_graph=True)
             for n, t in checked:
                 if t.grad is not None:
-                    jac[(n, k)][m] = backend.to_device(t.grad.data, "cpu").reshape(-1)
+                    jac[(n, k)][m] = backend.to_device(t.grad.array, "cpu").reshape(-1)
     for (_, t), g in zip(checked, saved):
         t.grad = g
     return jac

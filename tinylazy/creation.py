@@ -44,7 +44,7 @@ def _float_dtype(dtype, fn):
 def _infer_host(data, dtype):
     """A host (or device) array for `data`, with PyTorch's dtype rules for Python values."""
     if isinstance(data, Tensor):
-        return data.data if dtype is None else data.data.astype(dtype)
+        return data.array if dtype is None else data.array.astype(dtype)
     if isinstance(data, (np.ndarray, np.generic)) or backend.is_meta(data) or _is_device_array(data):
         data = np.asarray(data) if isinstance(data, np.generic) else data
         return data if dtype is None else data.astype(dtype, copy=False)
@@ -212,12 +212,12 @@ def randn_like(t, dtype=None, device=None, requires_grad=False):
 def normal(mean=0.0, std=1.0, size=None, dtype=None, device=None, requires_grad=False):
     """Normal with the given mean and std (numbers, with `size`; or tensors, elementwise)."""
     if isinstance(mean, Tensor) or isinstance(std, Tensor):
-        shape = np.broadcast_shapes(np.shape(mean.data if isinstance(mean, Tensor) else mean),
-                                    np.shape(std.data if isinstance(std, Tensor) else std))
+        shape = np.broadcast_shapes(np.shape(mean.array if isinstance(mean, Tensor) else mean),
+                                    np.shape(std.array if isinstance(std, Tensor) else std))
         ref = mean if isinstance(mean, Tensor) else std
         z = _random("normal", shape, ref.dtype, device or ref.device)
-        m = mean.data if isinstance(mean, Tensor) else mean
-        s = std.data if isinstance(std, Tensor) else std
+        m = mean.array if isinstance(mean, Tensor) else mean
+        s = std.array if isinstance(std, Tensor) else std
         return _finish(z * s + m, requires_grad)
     if size is None:
         raise TypeError("normal: with number mean and std, give size=")

@@ -248,8 +248,8 @@ class FashionMNIST(TensorDataset):
 
     def __getitem__(self, index):
         """``(image, label)``: a float32 tensor (1, 28, 28) and an int (after the transforms, if any)."""
-        image = Tensor(self.tensors[0].data[index].copy())
-        target = int(self.tensors[1].data[index])
+        image = Tensor(self.tensors[0].array[index].copy())
+        target = int(self.tensors[1].array[index])
         if self.transform is not None:
             image = self.transform(image)
         if self.target_transform is not None:

@@ -102,7 +102,7 @@ class _Encoder:
             raise ValueError(f"tl.save: cannot save an uninitialized (lazy) parameter at {_fmt(path)}: run one "
                              "forward first (e.g. `net(X)`), or call `net.materialize(example)`, so that it "
                              "has values")
-        data = t.data
+        data = t.array
         if backend.is_meta(data):
             raise ValueError(f"tl.save: cannot save a meta tensor at {_fmt(path)}: it has a shape but no data")
         return {"$": "tensor", "a": self.array(data, path), "dev": str(backend.device_of(data)),

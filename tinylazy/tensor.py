@@ -1,4 +1,4 @@
-"""The Tensor: a raw array (`data`) plus what autograd needs (`requires_grad`, `grad`, `grad_fn`).
+"""The Tensor: a raw array (`array`) plus what autograd needs (`requires_grad`, `grad`, `grad_fn`).
 
 Every operator method is a thin call into `tinylazy.ops`, bound at the bottom of this file, so the
 arithmetic lives in one place (one Function per op) and this class stays about data and bookkeeping.
@@ -10,35 +10,46 @@ from . import dtypes as _dt
 
 
 class Tensor:
-    __slots__ = ("data", "grad", "requires_grad", "grad_fn", "_out_index", "_retains_grad", "__weakref__")
+    __slots__ = ("array", "grad", "requires_grad", "grad_fn", "_out_index", "_retains_grad", "__weakref__")
     __array_priority__ = 1000          # NumPy defers `ndarray + Tensor` to Tensor.__radd__
 
     def __init__(self, data, requires_grad=False):
         if isinstance(data, Tensor):
-            data = data.data
+            data = data.array
         elif not (isinstance(data, np.ndarray) or backend.is_meta(data) or _is_cupy(data)):
             data = np.asarray(data)
-        self.data, self.grad, self.grad_fn, self._out_index, self._retains_grad = data, None, None, 0, False
+        self.array, self.grad, self.grad_fn, self._out_index, self._retains_grad = data, None, None, 0, False
         self.requires_grad = False
         if requires_grad:
             self.requires_grad_(True)
 
+    # --- the values as a Tensor, as in PyTorch ----------------------------------------------------
+    @property
+    def data(self):
+        """A detached Tensor sharing this tensor's storage: in-place changes through it change `self` and are
+        not recorded by autograd (PyTorch's escape hatch). The raw NumPy/CuPy array is `self.array`."""
+        return Tensor(self.array)
+
+    @data.setter
+    def data(self, value):
+        self.array = value.array if isinstance(value, Tensor) else value
+
     # --- what the data looks like ---------------------------------------------------------------
     @property
     def shape(self):
-        return tuple(self.data.shape)
+        return tuple(self.array.shape)
 
     @property
     def ndim(self):
-        return self.data.ndim
+        return self.array.ndim
 
     @property
     def dtype(self):
-        return self.data.dtype
+        return self.array.dtype
 
     @property
     def device(self):
-        return backend.device_of(self.data)
+        return backend.device_of(self.array)
 
     @property
     def is_leaf(self):
@@ -50,25 +61,25 @@ class Tensor:
 
     @property
     def is_meta(self):
-        return backend.is_meta(self.data)
+        return backend.is_meta(self.array)
 
     def size(self, dim=None):
         shape = self.shape
         return shape if dim is None else shape[_dim(dim, len(shape), "size")]
 
     def numel(self):
-        return int(self.data.size)
+        return int(self.array.size)
 
     def dim(self):
-        return self.data.ndim
+        return self.array.ndim
 
     def element_size(self):
-        return self.data.dtype.itemsize
+        return self.array.dtype.itemsize
 
     def __len__(self):
-        if self.data.ndim == 0:
+        if self.array.ndim == 0:
             raise TypeError("len() of a 0-d tensor")
-        return self.data.shape[0]
+        return self.array.shape[0]
 
     def __iter__(self):
         for i in range(len(self)):
@@ -79,28 +90,28 @@ class Tensor:
 
     # --- getting values out -----------------------------------------------------------------------
     def item(self):
-        if self.data.size != 1:
+        if self.array.size != 1:
             raise ValueError(f"item(): only one-element tensors can be converted to a Python scalar, got shape {self.shape}")
-        return self.data.item()
+        return self.array.item()
 
     def tolist(self):
-        return self.data.tolist()
+        return self.array.tolist()
 
     def numpy(self):
         """The data as a NumPy array: the same memory on cpu, a host copy for cuda."""
         if self.requires_grad:
             raise RuntimeError("numpy(): the tensor requires grad; use tensor.detach().numpy()")
-        return backend.to_device(self.data, "cpu")
+        return backend.to_device(self.array, "cpu")
 
     def __array__(self, dtype=None, copy=None):
-        out = backend.to_device(self.data, "cpu")
+        out = backend.to_device(self.array, "cpu")
         return out if dtype is None else out.astype(dtype, copy=False)
 
     def __dlpack__(self, *args, **kwargs):
-        return self.data.__dlpack__(*args, **kwargs)
+        return self.array.__dlpack__(*args, **kwargs)
 
     def __dlpack_device__(self):
-        return self.data.__dlpack_device__()
+        return self.array.__dlpack_device__()
 
     def __float__(self):
         return float(self.item())
@@ -112,22 +123,22 @@ class Tensor:
         return bool(self.item())
 
     def __index__(self):
-        if self.data.dtype.kind not in "iub":
+        if self.array.dtype.kind not in "iub":
             raise TypeError(f"only integer tensors can be used as an index, got {self.dtype}")
         return int(self.item())
 
     def __repr__(self):
-        if backend.is_meta(self.data):
+        if backend.is_meta(self.array):
             body = f"tensor(..., size={self.shape}, device='meta'"
             extras = [] if self.dtype == _dt.get_default_dtype() else [f"dtype={self.dtype}"]
         else:
-            host = backend.to_device(self.data, "cpu")
+            host = backend.to_device(self.array, "cpu")
             body = "tensor(" + np.array2string(host, separator=", ", prefix="tensor(", precision=4,
                                                 threshold=1000, edgeitems=3)
             extras = []
             if self.device.type != "cpu":
                 extras.append(f"device='{self.device}'")
-            if self.dtype not in (_dt.get_default_dtype(), _dt.int64, _dt.bool_) or self.data.size == 0:
+            if self.dtype not in (_dt.get_default_dtype(), _dt.int64, _dt.bool_) or self.array.size == 0:
                 extras.append(f"dtype={self.dtype}")
         if self.grad_fn is not None:
             extras.append(f"grad_fn=<{type(self.grad_fn).__name__}>")
@@ -167,7 +178,7 @@ class Tensor:
 
     def detach(self):
         """The same data, cut from the graph."""
-        return Tensor(self.data)
+        return Tensor(self.array)
 
     def detach_(self):
         if self.grad_fn is not None:
@@ -231,34 +242,34 @@ class Tensor:
 
     def zero_(self):
         self._check_inplace("zero_")
-        self.data.fill(0)
+        self.array.fill(0)
         return self
 
     def fill_(self, value):
         self._check_inplace("fill_")
-        self.data.fill(value.item() if isinstance(value, Tensor) else value)
+        self.array.fill(value.item() if isinstance(value, Tensor) else value)
         return self
 
     def copy_(self, src):
         self._check_inplace("copy_")
-        src = src.data if isinstance(src, Tensor) else src
-        if backend.is_meta(self.data):
+        src = src.array if isinstance(src, Tensor) else src
+        if backend.is_meta(self.array):
             np.broadcast_shapes(tuple(src.shape), self.shape)
             return self
         src = backend.to_device(src, self.device) if not np.isscalar(src) else src
-        self.data[...] = src
+        self.array[...] = src
         return self
 
     def uniform_(self, a=0.0, b=1.0):
         self._check_inplace("uniform_")
         from .creation import _random
-        self.data[...] = _random("uniform", self.shape, self.dtype, self.device, a, b)
+        self.array[...] = _random("uniform", self.shape, self.dtype, self.device, a, b)
         return self
 
     def normal_(self, mean=0.0, std=1.0):
         self._check_inplace("normal_")
         from .creation import _random
-        self.data[...] = _random("normal", self.shape, self.dtype, self.device, mean, std)
+        self.array[...] = _random("normal", self.shape, self.dtype, self.device, mean, std)
         return self
 
     def _inplace(op_name, op):
@@ -267,11 +278,11 @@ class Tensor:
                 if self.grad_fn is None:
                     self._check_inplace(op_name)
                 return op(self, other)             # a graph tensor: rebind the name to the new result
-            if backend.is_meta(self.data):
-                np.broadcast_shapes(np.shape(other.data if isinstance(other, Tensor) else other), self.shape)
+            if backend.is_meta(self.array):
+                np.broadcast_shapes(np.shape(other.array if isinstance(other, Tensor) else other), self.shape)
                 return self
-            value = op(self.detach(), other).data
-            self.data[...] = value
+            value = op(self.detach(), other).array
+            self.array[...] = value
             return self
         method.__name__ = op_name
         return method

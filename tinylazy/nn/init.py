@@ -96,7 +96,7 @@ def trunc_normal_(tensor, mean=0.0, std=1.0, a=-2.0, b=2.0, generator=None):
         values.ravel()[bad] = _random("normal", (int(bad.size),), np.float64, dev, mean, std)
         fresh = values.ravel()[bad]
         bad = bad[(fresh < a) | (fresh > b)]
-    tensor.data[...] = values.astype(dtype, copy=False)
+    tensor.array[...] = values.astype(dtype, copy=False)
 
 
 @_deferrable
@@ -119,9 +119,9 @@ def eye_(tensor):
     """The identity matrix (2-D tensors)."""
     if tensor.ndim != 2:
         raise ValueError(f"eye_: only 2-D tensors are supported, got shape {tensor.shape}")
-    xp = backend.xp_of(tensor.data)
+    xp = backend.xp_of(tensor.array)
     with backend.on_device(tensor.device):
-        tensor.data[...] = xp.eye(*tensor.shape, dtype=tensor.dtype)
+        tensor.array[...] = xp.eye(*tensor.shape, dtype=tensor.dtype)
 
 
 @_deferrable

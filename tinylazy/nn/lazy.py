@@ -73,7 +73,7 @@ def prepare(module, args):
         if not (hasattr(x, "shape") and hasattr(x, "dtype")):
             return                                        # not an array: let forward say what it wants
         x = Tensor(x)                                     # a raw NumPy/CuPy array: look at it as a tensor
-    data = x.data
+    data = x.array
     seen = (type(data), data.dtype, data.shape) if type(data) is np.ndarray else None
     d = module.__dict__
     if seen is not None and d.get("_approved") == seen:
@@ -112,7 +112,7 @@ def _size(v):
 def _check_device(module, x):
     for t in module._parameters.values():
         if t is not None:
-            a, b = t.data, x.data
+            a, b = t.array, x.array
             kind = type(a)
             if kind is type(b) and (kind is np.ndarray or kind is MetaArray or a.device == b.device):
                 return                                    # the same device (the fast, common case)
@@ -268,7 +268,7 @@ def trace(module, examples, device=None, dtype=None, keep=True, hooks=None):
     try:
         for entry in journal:
             for t, (dev, dt) in zip(entry.tensors, entry.targets):
-                _DATA.__set__(t, backend.empty(tuple(t.data.shape), dt, dev))
+                _DATA.__set__(t, backend.empty(tuple(t.array.shape), dt, dev))
             initialize(entry.module, entry.tensors)
             for t in entry.tensors:
                 t.__dict__.pop("_deferred", None)
@@ -287,7 +287,7 @@ def _swap_to_meta(module):
                 if t is None or id(t) in seen or (isinstance(t, LazyTensor) and t.is_lazy):
                     continue
                 seen.add(id(t))
-                array = t.data
+                array = t.array
                 swapped.append((t, array))
                 _set_array(t, MetaArray(array.shape, array.dtype))
     return swapped
@@ -297,7 +297,7 @@ def _set_array(t, array):
     if isinstance(t, LazyTensor):
         _DATA.__set__(t, array)
     else:
-        t.data = array
+        t.array = array
 
 
 def require_materialized(module, what):

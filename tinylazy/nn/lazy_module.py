@@ -46,7 +46,7 @@ class LazyModuleMixin:
             shapes = self.parameter_shapes()
             for name, t in pending:
                 dtype, device = t._lazy_dtype(_dt.get_default_dtype()), t._lazy_device(backend.CPU)
-                t.data = backend.empty(tuple(shapes[name]), dtype, device)
+                t.array = backend.empty(tuple(shapes[name]), dtype, device)
             lazy.initialize(self, [t for _, t in pending])
         else:
             lazy.refresh_partial_shapes(self)

@@ -303,7 +303,7 @@ class Module(LazyModuleMixin):
                 if set_to_none:
                     p.grad = None
                 else:
-                    p.grad.data.fill(0)
+                    p.grad.array.fill(0)
 
     # --- device and dtype -------------------------------------------------------------------------------
     def to(self, *args, **kwargs):
@@ -344,9 +344,9 @@ class Module(LazyModuleMixin):
                         t._place = place
                         continue
                     cast = dtype if dtype is not None and _dt.is_floating(t.dtype) else None
-                    t.data = backend.to_device(t.data, device or t.device, cast)
+                    t.array = backend.to_device(t.array, device or t.device, cast)
                     if t.grad is not None:
-                        t.grad.data = backend.to_device(t.grad.data, device or t.device, cast)
+                        t.grad.array = backend.to_device(t.grad.array, device or t.device, cast)
         return self
 
     def cpu(self):

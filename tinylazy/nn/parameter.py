@@ -5,10 +5,10 @@ A *lazy* tensor is a tensor whose array does not exist yet: only a partial shape
 same `Parameter` object later receives its array in place, so optimizers, hooks and tied references made
 before the first forward stay valid.
 
-How the state is stored: `Tensor` keeps its array in the `data` slot. A lazy tensor simply leaves that slot
-*empty*. Reading an empty slot raises AttributeError, Python then asks `__getattr__("data")`, and that turns
+How the state is stored: `Tensor` keeps its array in the `array` slot. A lazy tensor simply leaves that slot
+*empty*. Reading an empty slot raises AttributeError, Python then asks `__getattr__("array")`, and that turns
 it into `UninitializedParameterError` with the parameter's path, its unknown sizes and the fix. Every
-property and op that needs values (`shape`, `numel()`, `x @ w`, ...) reads `data`, so all of them fail the
+property and op that needs values (`shape`, `numel()`, `x @ w`, ...) reads `array`, so all of them fail the
 same clear way, and materialized tensors pay nothing for it (the getter is the slot itself).
 """
 import numpy as np
@@ -17,7 +17,7 @@ from .. import backend
 from ..tensor import Tensor
 from .. import dtypes as _dt
 
-_DATA = Tensor.data          # the base class' member descriptor for the `data` slot
+_DATA = Tensor.array          # the base class' member descriptor for the `array` slot
 
 HINT = ("run one forward on an example first (e.g. `net(X)`), or call `net.materialize(example)` "
         "or `net.load_state_dict(...)`")
@@ -50,12 +50,12 @@ class LazyTensor(Tensor):
     """
     _kind = "tensor"
 
-    # `data` reads the slot itself (fast: an empty slot falls through to __getattr__ below); assigning an
+    # `array` reads the slot itself (fast: an empty slot falls through to __getattr__ below); assigning an
     # array (or a tensor, whose array is taken) fills the slot, which also ends the lazy state.
-    def _set_data(self, value):
-        _DATA.__set__(self, value.data if isinstance(value, Tensor) else value)
+    def _set_array(self, value):
+        _DATA.__set__(self, value.array if isinstance(value, Tensor) else value)
 
-    data = property(_DATA.__get__, _set_data)
+    array = property(_DATA.__get__, _set_array)
 
     def __init__(self, data=None, requires_grad=False):
         if data is None:
@@ -95,8 +95,8 @@ class LazyTensor(Tensor):
         return self.__dict__.get("_partial_shape")
 
     def __getattr__(self, name):
-        # only reached when normal lookup failed: for `data`, that means the slot is empty (lazy)
-        if name == "data":
+        # only reached when normal lookup failed: for `array`, that means the slot is empty (lazy)
+        if name == "array":
             raise UninitializedParameterError(self._uninitialized_message())
         raise AttributeError(f"{type(self).__name__!r} object has no attribute {name!r}")
 

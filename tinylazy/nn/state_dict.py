@@ -98,7 +98,7 @@ def load_state_dict(module, sd, strict=True):
 
 
 def _copy(t, v):
-    t.data[...] = backend.to_device(v.data, t.device, t.dtype)
+    t.array[...] = backend.to_device(v.array, t.device, t.dtype)
 
 
 def _plan_lazy(m, values, errors):
@@ -148,7 +148,7 @@ def _materialize_from_checkpoint(m, sizes, values):
         if shape is None or any(s is None for s in shape):
             continue                                    # not in the checkpoint and still unknown: stays lazy
         dtype = v.dtype if v is not None else ref.dtype if ref.dtype.kind == "f" else _dt.get_default_dtype()
-        t.data = backend.empty(tuple(shape), t._lazy_dtype(dtype), t._lazy_device((ref if v is None else v).device))
+        t.array = backend.empty(tuple(shape), t._lazy_dtype(dtype), t._lazy_device((ref if v is None else v).device))
         allocated.append(t)
     lazy.initialize(m, allocated)
     for name, (_, v) in values.items():

@@ -58,7 +58,7 @@ def summary(module, examples, dtype=None):
         for d in (m._parameters, m._buffers):
             for t in d.values():
                 if t is not None:
-                    array = t.data                        # real, or the meta array of the trace
+                    array = t.array                        # real, or the meta array of the trace
                     members.append((id(t), array.size, array.size * array.dtype.itemsize,
                                     d is m._parameters and t.requires_grad, d is m._parameters))
         seen.setdefault(id(m), (_shape_of(out), members))

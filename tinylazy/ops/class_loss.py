@@ -34,8 +34,8 @@ def _reduction(op, reduction, size_average=None, reduce=None):
 
 def _float_tensor(x, op, what="input"):
     x = x if type(x) is Tensor else as_tensor_operand(x, None, op)
-    if x.data.dtype.kind != "f":
-        raise TypeError(f"{op}: the {what} is {x.data.dtype}, but {op} needs floating-point {what}s; "
+    if x.array.dtype.kind != "f":
+        raise TypeError(f"{op}: the {what} is {x.array.dtype}, but {op} needs floating-point {what}s; "
                         "convert it with .float()")
     return x
 
@@ -44,11 +44,11 @@ def _class_operands(op, input, target, weight):
     """Check (input, target, weight) of a class-index loss; return them as tensors plus C."""
     x = _float_tensor(input, op)
     t = target if type(target) is Tensor else as_tensor_operand(target, x, op)
-    xs, ts = tuple(x.data.shape), tuple(t.data.shape)
-    if t.data.dtype.kind not in "iu":
+    xs, ts = tuple(x.array.shape), tuple(t.array.shape)
+    if t.array.dtype.kind not in "iu":
         hint = (" (class probabilities are not supported: pass class indices, e.g. target.argmax(1))"
-                if t.data.dtype.kind == "f" else "")
-        raise TypeError(f"{op}: expected integer class indices as target (int64), got {t.data.dtype}{hint}; "
+                if t.array.dtype.kind == "f" else "")
+        raise TypeError(f"{op}: expected integer class indices as target (int64), got {t.array.dtype}{hint}; "
                         "convert indices with .long()")
     if len(xs) == 0:
         raise ShapeError(f"{op}: input must have a class dimension, got a 0-d input")
@@ -62,8 +62,8 @@ def _class_operands(op, input, target, weight):
     C = xs[0] if len(xs) == 1 else xs[1]
     if weight is not None:
         weight = weight if type(weight) is Tensor else as_tensor_operand(weight, x, op)
-        if tuple(weight.data.shape) != (C,):
-            raise ShapeError(f"{op}: expected weight of shape ({C},) (one per class), got {tuple(weight.data.shape)}")
+        if tuple(weight.array.shape) != (C,):
+            raise ShapeError(f"{op}: expected weight of shape ({C},) (one per class), got {tuple(weight.array.shape)}")
     return x, t, weight, C
 
 
@@ -250,10 +250,10 @@ class NLLLoss(_ClassLoss):
 
 def _class_loss(op, cls, input, target, weight, ignore_index, reduction, **options):
     x, t, weight, C = _class_operands(op, input, target, weight)
-    if weight is not None and weight.data.dtype != x.data.dtype:
-        raise TypeError(f"{op}: the weight is {weight.data.dtype} but the input is {x.data.dtype}; "
+    if weight is not None and weight.array.dtype != x.array.dtype:
+        raise TypeError(f"{op}: the weight is {weight.array.dtype} but the input is {x.array.dtype}; "
                         "convert one of them")
-    has_ignored = False if is_meta(t.data) else _check_targets(op, t.data, C, ignore_index)
+    has_ignored = False if is_meta(t.array) else _check_targets(op, t.array, C, ignore_index)
     return cls.apply(x, t, weight, C=C, ignore_index=ignore_index, reduction=reduction, has_ignored=has_ignored,
                      **options)
 

@@ -191,7 +191,7 @@ def conv2d(input, weight, bias=None, stride=1, padding=0, dilation=1, groups=1, 
     tinylazy's `activation` (as in linear) returns act(output) from the same node."""
     x = input if type(input) is Tensor else as_tensor_operand(input, None, "conv2d")
     w = weight if type(weight) is Tensor else as_tensor_operand(weight, None, "conv2d")
-    xd, wd = x.data, w.data
+    xd, wd = x.array, w.array
     if xd.ndim not in (3, 4):
         raise ShapeError(f"conv2d: expected a 3-D (C, H, W) or 4-D (N, C, H, W) input, got shape {tuple(xd.shape)}")
     if wd.ndim != 4:
@@ -221,11 +221,11 @@ def conv2d(input, weight, bias=None, stride=1, padding=0, dilation=1, groups=1, 
                          f"{tuple(xd.shape)} with {c} channels")
     if bias is not None:
         bias = bias if type(bias) is Tensor else as_tensor_operand(bias, None, "conv2d")
-        if tuple(bias.data.shape) != (o,):
+        if tuple(bias.array.shape) != (o,):
             raise ShapeError(f"conv2d: expected bias of shape ({o},) for weight of shape {tuple(wd.shape)}, "
-                             f"got {tuple(bias.data.shape)}")
-        if bias.data.dtype != wd.dtype:
-            raise TypeError(f"conv2d: the bias is {bias.data.dtype} but the weight is {wd.dtype}")
+                             f"got {tuple(bias.array.shape)}")
+        if bias.array.dtype != wd.dtype:
+            raise TypeError(f"conv2d: the bias is {bias.array.dtype} but the weight is {wd.dtype}")
     stride = _pair(stride, "stride", "conv2d")
     dilation = _pair(dilation, "dilation", "conv2d")
     if min(stride) < 1 or min(dilation) < 1:

@@ -54,8 +54,8 @@ def _promote_for_scalar(t, s):
     if kind in "fc" or isinstance(s, (bool, np.bool_)) or (isinstance(s, (int, np.integer)) and kind != "b"):
         return t
     if isinstance(s, (int, np.integer)):            # bool tensor + int -> int64
-        return Tensor(t.data.astype(_dt.int64))
-    return Tensor(t.data.astype(_dt.get_default_dtype()))
+        return Tensor(t.array.astype(_dt.int64))
+    return Tensor(t.array.astype(_dt.get_default_dtype()))
 
 
 def float_input(x, op):
@@ -63,7 +63,7 @@ def float_input(x, op):
     x = as_tensor_operand(x, None, op)
     if x.dtype.kind in "fc":
         return x
-    return Tensor(x.data.astype(_dt.get_default_dtype()))
+    return Tensor(x.array.astype(_dt.get_default_dtype()))
 
 
 def _shape(x):
@@ -196,7 +196,7 @@ def div(a, b, rounding_mode=None):
     a, b = binary_operands(a, b, "div")
     ints = [x.dtype.kind in "iub" if isinstance(x, Tensor) else not isinstance(x, float) for x in (a, b)]
     if all(ints):                                   # true division of integers gives floats
-        a = Tensor(a.data.astype(_dt.get_default_dtype())) if isinstance(a, Tensor) else float(a)
+        a = Tensor(a.array.astype(_dt.get_default_dtype())) if isinstance(a, Tensor) else float(a)
     out = Div.apply(a, b)
     if rounding_mode == "trunc":
         return trunc(out)
@@ -249,7 +249,7 @@ def clamp(x, min=None, max=None):
         return out
     x = as_tensor_operand(x, None, "clamp")
     if x.dtype.kind in "iub" and any(isinstance(v, float) for v in (min, max)):
-        x = Tensor(x.data.astype(_dt.get_default_dtype()))
+        x = Tensor(x.array.astype(_dt.get_default_dtype()))
     return Clamp.apply(x, min, max)
 
 

@@ -70,7 +70,7 @@ def embedding(input, weight, padding_idx=None, max_norm=None, norm_type=2.0, sca
     op = "embedding"
     w = weight if type(weight) is Tensor else as_tensor_operand(weight, None, op)
     idx = input if type(input) is Tensor else as_tensor_operand(input, None, op)
-    wd, xd = w.data, idx.data
+    wd, xd = w.array, idx.array
     if wd.ndim != 2:
         raise ShapeError(f"{op}: expected a 2-D weight (num_embeddings, embedding_dim), got shape {tuple(wd.shape)}")
     if xd.dtype.kind not in "iu":

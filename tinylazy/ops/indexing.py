@@ -63,7 +63,7 @@ def _split_ints(index):
 
 def _part(i, data):
     if isinstance(i, Tensor):
-        i = i.data
+        i = i.array
     elif isinstance(i, (np.integer, np.bool_)):
         return i.item(), (BASIC if isinstance(i, np.integer) else MASK)
     elif isinstance(i, (list, tuple)):
@@ -131,7 +131,7 @@ class AdvancedIndex(Function):
 
 def getitem(x, index):
     """`x[index]`: ints, slices, None, Ellipsis, integer arrays/lists/tensors, boolean masks, and mixes."""
-    idx, kind = _raw_index(index, x.data)
+    idx, kind = _raw_index(index, x.array)
     try:
         if kind == BASIC:
             return BasicIndex.apply(x, idx)
@@ -151,26 +151,26 @@ def setitem(x, index, value):
     silently misroute gradients. Build such results out of place (tl.stack, tl.cat, tl.where,
     masked_fill) or write under `tl.no_grad()`."""
     x._check_inplace("setitem")
-    idx, kind = _raw_index(index, x.data)
+    idx, kind = _raw_index(index, x.array)
     split = _split_ints(idx) if kind != BASIC else None
     if isinstance(value, Tensor):
         if value.requires_grad and is_grad_enabled():
             raise RuntimeError("setitem: the value requires grad, and a write into a tensor is not recorded for "
                                "backward; build the result out of place (tl.stack, tl.cat, tl.where, masked_fill), "
                                "or write value.detach() (or under tl.no_grad()) if no gradient should flow")
-        v = value.data
-        if type(v) is not type(x.data) or (type(v) is not np.ndarray and device_of(v) != device_of(x.data)):
+        v = value.array
+        if type(v) is not type(x.array) or (type(v) is not np.ndarray and device_of(v) != device_of(x.array)):
             if v.ndim == 0 and type(v) is np.ndarray:
                 v = v.item()                 # a host scalar tensor may fill a tensor anywhere
             else:
                 raise RuntimeError(f"setitem: the value is on {value.device} but the tensor is on {x.device}")
     elif isinstance(value, (list, tuple)):
-        v = _on_device_of_value(np.asarray(value), x.data)
+        v = _on_device_of_value(np.asarray(value), x.array)
     elif type(value) is np.ndarray:
-        v = _on_device_of_value(value, x.data)
+        v = _on_device_of_value(value, x.array)
     else:
         v = value
-    _write(x.data, idx, split, v)
+    _write(x.array, idx, split, v)
 
 
 def _write(data, idx, split, v):
@@ -238,7 +238,7 @@ def gather(x, dim=None, index=None, *, axis=None):
     if index.ndim != x.ndim or any(m > n for k, (m, n) in enumerate(zip(index.shape, x.shape)) if k != d):
         raise ShapeError(f"gather: index of shape {index.shape} does not fit input of shape {x.shape} along "
                          f"dim {d} (same number of dims, and no larger than the input except in dim {d})")
-    return Gather.apply(x, d, _on_device_of(index.data, x.data))
+    return Gather.apply(x, d, _on_device_of(index.array, x.array))
 
 
 def index_select(x, dim=None, index=None, *, axis=None):
@@ -250,7 +250,7 @@ def index_select(x, dim=None, index=None, *, axis=None):
         raise TypeError(f"index_select: index must be a 1-d integer tensor, got shape {index.shape} "
                         f"and dtype {index.dtype}")
     d = dim_index(dim, x.ndim, "index_select")
-    raw = _on_device_of(index.data.reshape(-1), x.data)
+    raw = _on_device_of(index.array.reshape(-1), x.array)
     if not x.ndim:
         return getitem(x.reshape(1), raw).reshape(())
     try:
@@ -293,7 +293,7 @@ def masked_fill(x, mask, value):
 
 def nonzero(x, *, as_tuple=False):
     """Indices of the nonzero elements: an (n, ndim) int64 tensor, or a tuple of ndim 1-d tensors."""
-    d = x.data
+    d = x.array
     if is_meta(d):
         raise TypeError("nonzero on the meta device: the result's shape depends on the values, which a meta "
                         "tensor does not have")

@@ -94,8 +94,8 @@ def linear(input, weight, bias=None, *, activation=None):
     w = weight if isinstance(weight, Tensor) else as_tensor_operand(weight, None, "linear")
     if bias is not None and not isinstance(bias, Tensor):
         bias = as_tensor_operand(bias, None, "linear")
-    xd, wd = x.data, w.data
-    bd = None if bias is None else bias.data
+    xd, wd = x.array, w.array
+    bd = None if bias is None else bias.array
     dtype, wshape = xd.dtype, wd.shape          # all checks in one expression; _linear_error says which failed
     if (dtype.kind != "f" or wd.dtype != dtype or len(wshape) != 2 or xd.ndim == 0 or xd.shape[-1] != wshape[1]
             or (bd is not None and (bd.shape != wshape[:1] or bd.dtype != dtype))

@@ -20,7 +20,7 @@ def _two_operands(op, input, target):
     """(input, target) as float tensors; warn (as PyTorch does) when broadcasting will pair them."""
     x = _float_tensor(input, op)
     y = _float_tensor(target, op, "target")
-    xs, ys = tuple(x.data.shape), tuple(y.data.shape)
+    xs, ys = tuple(x.array.shape), tuple(y.array.shape)
     if xs != ys:
         try:
             np.broadcast_shapes(xs, ys)
@@ -92,9 +92,9 @@ def mse_loss(input, target, size_average=None, reduce=None, reduction="mean", we
     x, y = _two_operands("mse_loss", input, target)
     if weight is not None:
         weight = _float_tensor(weight, "mse_loss", "weight")
-        if tuple(weight.data.shape) != tuple(x.data.shape):
+        if tuple(weight.array.shape) != tuple(x.array.shape):
             raise ShapeError(f"mse_loss: weights and input must have the same size: weight "
-                             f"{tuple(weight.data.shape)}, input {tuple(x.data.shape)}")
+                             f"{tuple(weight.array.shape)}, input {tuple(x.array.shape)}")
     return MSELoss.apply(x, y, weight, reduction)
 
 
@@ -166,19 +166,19 @@ def binary_cross_entropy_with_logits(input, target, weight=None, size_average=No
     reduction = _reduction(op, reduction, size_average, reduce)
     x = _float_tensor(input, op)
     y = _float_tensor(target, op, "target")
-    xs = tuple(x.data.shape)
-    if tuple(y.data.shape) != xs:
-        raise ShapeError(f"{op}: target size {tuple(y.data.shape)} must be the same as input size {xs}")
+    xs = tuple(x.array.shape)
+    if tuple(y.array.shape) != xs:
+        raise ShapeError(f"{op}: target size {tuple(y.array.shape)} must be the same as input size {xs}")
     extras = []
     for name, t in (("weight", weight), ("pos_weight", pos_weight)):
         if t is not None:
             t = _float_tensor(t, op, name)
             try:
-                ok = np.broadcast_shapes(tuple(t.data.shape), xs) == xs
+                ok = np.broadcast_shapes(tuple(t.array.shape), xs) == xs
             except ValueError:
                 ok = False
             if not ok:
-                raise ShapeError(f"{op}: {name} of shape {tuple(t.data.shape)} does not broadcast to the input "
+                raise ShapeError(f"{op}: {name} of shape {tuple(t.array.shape)} does not broadcast to the input "
                                  f"shape {xs}")
         extras.append(t)
     return BCEWithLogits.apply(x, y, *extras, reduction)
@@ -199,7 +199,7 @@ class OneHot(Function):
 def one_hot(tensor, num_classes=-1):
     """(..., ) integer class indices -> (..., num_classes) int64 one-hot; num_classes=-1 means max + 1."""
     t = tensor if type(tensor) is Tensor else as_tensor_operand(tensor, None, "one_hot")
-    data = t.data
+    data = t.array
     if data.dtype.kind not in "iu":
         raise TypeError(f"one_hot: expected an integer tensor of class indices (int64), got {data.dtype}; "
                         "convert it with .long()")

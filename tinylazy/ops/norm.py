@@ -106,7 +106,7 @@ def batch_norm(input, running_mean, running_var, weight=None, bias=None, trainin
     the running statistics (C,) updated in place; eval: the running statistics."""
     op = "batch_norm"
     x = input if type(input) is Tensor else as_tensor_operand(input, None, op)
-    xd = x.data
+    xd = x.array
     if xd.ndim < 2:
         raise ShapeError(f"{op}: expected an input of shape (N, C), (N, C, L) or (N, C, H, W), got shape "
                          f"{tuple(xd.shape)}")
@@ -116,9 +116,9 @@ def batch_norm(input, running_mean, running_var, weight=None, bias=None, trainin
     args = []
     for name, t in (("weight", weight), ("bias", bias), ("running_mean", running_mean), ("running_var", running_var)):
         t = _param(t, op, name)
-        if t is not None and tuple(t.data.shape) != (c,):
+        if t is not None and tuple(t.array.shape) != (c,):
             raise ShapeError(f"{op}: expected {name} of shape ({c},) for input of shape {tuple(xd.shape)} "
-                             f"({c} channels), got {tuple(t.data.shape)}")
+                             f"({c} channels), got {tuple(t.array.shape)}")
         args.append(t)
     weight, bias, running_mean, running_var = args
     if not training and (running_mean is None or running_var is None):
@@ -130,8 +130,8 @@ def batch_norm(input, running_mean, running_var, weight=None, bias=None, trainin
         if training and t is not None and t.requires_grad:
             raise RuntimeError(f"{op}: {name} requires grad, but training updates it in place; pass a buffer")
     return BatchNorm.apply(x, weight, bias,
-                           None if running_mean is None else running_mean.data,
-                           None if running_var is None else running_var.data,
+                           None if running_mean is None else running_mean.array,
+                           None if running_var is None else running_var.array,
                            training=bool(training), momentum=float(momentum), eps=float(eps))
 
 
@@ -187,7 +187,7 @@ def layer_norm(input, normalized_shape, weight=None, bias=None, eps=1e-5):
     normalized_shape: y = (x - mean) / sqrt(var + eps) * weight + bias (weight, bias: normalized_shape)."""
     op = "layer_norm"
     x = input if type(input) is Tensor else as_tensor_operand(input, None, op)
-    xd = x.data
+    xd = x.array
     shape = (normalized_shape,) if isinstance(normalized_shape, (int, np.integer)) else tuple(normalized_shape)
     if not all(isinstance(s, (int, np.integer)) for s in shape):
         raise TypeError(f"{op}: normalized_shape must be an int or a sequence of ints, got {normalized_shape!r}")
@@ -200,8 +200,8 @@ def layer_norm(input, normalized_shape, weight=None, bias=None, eps=1e-5):
         raise TypeError(f"{op}: expected a floating-point input, got {xd.dtype} (convert it with .float())")
     weight, bias = _param(weight, op, "weight"), _param(bias, op, "bias")
     for name, t in (("weight", weight), ("bias", bias)):
-        if t is not None and tuple(t.data.shape) != shape:
-            raise ShapeError(f"{op}: expected {name} of shape normalized_shape={shape}, got {tuple(t.data.shape)}")
+        if t is not None and tuple(t.array.shape) != shape:
+            raise ShapeError(f"{op}: expected {name} of shape normalized_shape={shape}, got {tuple(t.array.shape)}")
     if math.prod(shape) == 0:
         raise ShapeError(f"{op}: normalized_shape={shape} has no elements")
     return LayerNorm.apply(x, weight, bias, k=k, eps=float(eps))

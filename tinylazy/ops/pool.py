@@ -87,8 +87,8 @@ def _new(xp, shape, dtype, layout, zero):
 
 def _check_input(op, input):
     x = input if type(input) is Tensor else as_tensor_operand(input, None, op)
-    if x.data.dtype.kind != "f":
-        raise TypeError(f"{op}: expected a floating-point input, got {x.data.dtype} (convert it with .float())")
+    if x.array.dtype.kind != "f":
+        raise TypeError(f"{op}: expected a floating-point input, got {x.array.dtype} (convert it with .float())")
     return x
 
 
@@ -184,7 +184,7 @@ def max_pool2d(input, kernel_size, stride=None, padding=0, dilation=1, ceil_mode
     """Max over kh x kw windows (input (N, C, H, W) or (C, H, W)); stride defaults to kernel_size, padding
     (at most half the kernel) is -inf. With return_indices, also the flat h * W + w index of each max."""
     x = _check_input("max_pool2d", input)
-    geom = _geometry("max_pool2d", x.data, kernel_size, stride, padding, dilation, ceil_mode)
+    geom = _geometry("max_pool2d", x.array, kernel_size, stride, padding, dilation, ceil_mode)
     out = MaxPool2d.apply(x, geom=geom)
     if return_indices:
         return out, _MaxPoolIndices.apply(x, geom=geom)
@@ -279,7 +279,7 @@ def avg_pool2d(input, kernel_size, stride=None, padding=0, ceil_mode=False, coun
     """Mean over kh x kw windows (input (N, C, H, W) or (C, H, W)); stride defaults to kernel_size; zero
     padding, counted in the divisor when count_include_pad (PyTorch's rules, also in ceil mode)."""
     x = _check_input("avg_pool2d", input)
-    geom = _geometry("avg_pool2d", x.data, kernel_size, stride, padding, 1, ceil_mode)
+    geom = _geometry("avg_pool2d", x.array, kernel_size, stride, padding, 1, ceil_mode)
     if divisor_override is not None and (not isinstance(divisor_override, (int, np.integer)) or divisor_override == 0):
         raise ValueError(f"avg_pool2d: divisor_override must be a nonzero int, got {divisor_override!r}")
     return AvgPool2d.apply(x, geom=geom, divisor_args=(count_include_pad, divisor_override))
@@ -340,7 +340,7 @@ def adaptive_avg_pool2d(input, output_size):
     """Average pooling to a fixed (Ho, Wo) (an int, a pair, None keeping that input size): window i along H
     covers [floor(i*H/Ho), ceil((i+1)*H/Ho)), as in PyTorch."""
     x = _check_input("adaptive_avg_pool2d", input)
-    xd = x.data
+    xd = x.array
     if xd.ndim not in (3, 4):
         raise ShapeError(f"adaptive_avg_pool2d: expected a 3-D (C, H, W) or 4-D (N, C, H, W) input, got shape "
                          f"{tuple(xd.shape)}")

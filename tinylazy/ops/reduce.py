@@ -81,14 +81,14 @@ def _int_to_int64(x, dtype):
     """PyTorch's accumulation dtype: bool and integer inputs reduce to int64 unless dtype= says otherwise."""
     if dtype is not None:
         return _dt.to_dtype(dtype)
-    return _dt.int64 if x.data.dtype.kind in "biu" else None
+    return _dt.int64 if x.array.dtype.kind in "biu" else None
 
 
 def _float_dtype(x, op, dtype=None):
     """The dtype= to compute in (None: x's own); integer tensors without dtype= raise, as in PyTorch."""
     if dtype is not None:
         return _dt.to_dtype(dtype)
-    if x.data.dtype.kind not in "fc":
+    if x.array.dtype.kind not in "fc":
         raise RuntimeError(f"{op}: expects a floating-point tensor, got {x.dtype} (convert it with .float() first)")
     return None
 
@@ -128,7 +128,7 @@ def sum(x, dim=None, keepdim=False, *, dtype=None, axis=None, keepdims=None):
     if keepdims is not None:
         keepdim = keepdims
     x = _tensor(x, "sum")
-    return Sum.apply(x, dim_tuple(dim, x.data.ndim, "sum"), keepdim, _int_to_int64(x, dtype))
+    return Sum.apply(x, dim_tuple(dim, x.array.ndim, "sum"), keepdim, _int_to_int64(x, dtype))
 
 
 def mean(x, dim=None, keepdim=False, *, dtype=None, axis=None, keepdims=None):
@@ -138,7 +138,7 @@ def mean(x, dim=None, keepdim=False, *, dtype=None, axis=None, keepdims=None):
     if keepdims is not None:
         keepdim = keepdims
     x = _tensor(x, "mean")
-    return Mean.apply(x, dim_tuple(dim, x.data.ndim, "mean"), keepdim, _float_dtype(x, "mean", dtype))
+    return Mean.apply(x, dim_tuple(dim, x.array.ndim, "mean"), keepdim, _float_dtype(x, "mean", dtype))
 
 
 # --- max, min, amax, amin, argmax, argmin ---------------------------------------------------------
@@ -191,7 +191,7 @@ MinResult = namedtuple("min", ["values", "indices"])
 
 def _nonempty(x, axes, op, error=RuntimeError):
     if axes is None:
-        if x.data.size == 0:
+        if x.array.size == 0:
             raise error(f"{op}: cannot reduce an empty tensor (shape {x.shape}) over all dims; "
                         "specify the reduction dim with dim=")
     else:
@@ -213,7 +213,7 @@ def _extreme(x, dim, keepdim, op, full_cls, dim_cls, result):
         return result(values.reshape(()), indices.reshape(()))
     axis = dim_index(dim, x.ndim, op)
     _nonempty(x, (axis,), op)
-    index = call(x.data, "arg" + op, axis=axis, keepdims=True)
+    index = call(x.array, "arg" + op, axis=axis, keepdims=True)
     if index.dtype != _dt.int64:
         index = index.astype(_dt.int64)
     values = dim_cls.apply(x, axis, keepdim, index)
@@ -264,7 +264,7 @@ def amin(x, dim=(), keepdim=False, *, axis=None, keepdims=None):
 
 def _arg(x, dim, keepdim, op):
     x = _tensor(x, op)
-    data = x.data
+    data = x.array
     if dim is None:
         _nonempty(x, None, op, IndexError)
         out = call(data, op).reshape((1,) * data.ndim if keepdim else ())
@@ -301,7 +301,7 @@ def any(x, dim=None, keepdim=False, *, axis=None, keepdims=None):
     if keepdims is not None:
         keepdim = keepdims
     x = _tensor(x, "any")
-    return Tensor(call(x.data, "any", axis=dim_tuple(dim, x.ndim, "any"), keepdims=keepdim))
+    return Tensor(call(x.array, "any", axis=dim_tuple(dim, x.ndim, "any"), keepdims=keepdim))
 
 
 def all(x, dim=None, keepdim=False, *, axis=None, keepdims=None):
@@ -310,7 +310,7 @@ def all(x, dim=None, keepdim=False, *, axis=None, keepdims=None):
     if keepdims is not None:
         keepdim = keepdims
     x = _tensor(x, "all")
-    return Tensor(call(x.data, "all", axis=dim_tuple(dim, x.ndim, "all"), keepdims=keepdim))
+    return Tensor(call(x.array, "all", axis=dim_tuple(dim, x.ndim, "all"), keepdims=keepdim))
 
 
 from .reduce_extra import var, std, prod, logsumexp, norm, cumsum  # noqa: E402,F401

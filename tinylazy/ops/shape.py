@@ -168,7 +168,7 @@ class Permute(Function):
 
 def permute(x, *dims):
     """`x.permute(1, 0)` or `x.permute((1, 0))`: dim i of the result is dim dims[i] of x."""
-    nd = x.data.ndim
+    nd = x.array.ndim
     dims = _sizes_fast(dims)
     if sorted(dims) != _IDENTITY[nd]:              # negative dims, or a mistake to name
         dims = tuple(dim_index(d, nd, "permute") for d in size_args(dims, "permute"))
@@ -300,7 +300,7 @@ class Contiguous(Function):
 
 def contiguous(x, memory_format=None):
     """x itself when its data is already C-contiguous (or meta), else a contiguous copy."""
-    d = x.data
+    d = x.array
     if type(d) is MetaArray or d.flags.c_contiguous:
         return x
     return Contiguous.apply(x)

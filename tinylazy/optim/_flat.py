@@ -8,9 +8,9 @@ all of it overhead. A bucket instead
    per-parameter state that users and `state_dict()` see is still one array per parameter;
 2. gathers the members' gradients and values into flat buffers with one `np.concatenate` each (a C loop);
 3. runs the update once on the flat arrays (the same function that updates a single parameter);
-4. copies the new values back into each parameter (`p.data[...] = view`, one cheap call per parameter).
+4. copies the new values back into each parameter (`p.array[...] = view`, one cheap call per parameter).
 
-The parameters themselves stay separate arrays: ``p.data`` is never replaced, so anything that holds it
+The parameters themselves stay separate arrays: ``p.array`` is never replaced, so anything that holds it
 (a NumPy array shared with `tl.from_numpy`, a tied reference) keeps seeing the updates.
 """
 import numpy as np
@@ -26,7 +26,7 @@ class FlatBucket:
     def __init__(self, params, states, names, dtype):
         self.params = list(params)
         self.ids = tuple(map(id, params))
-        self.shapes = [p.data.shape for p in params]
+        self.shapes = [p.array.shape for p in params]
         self.names = tuple(names)
         self.dtype = dtype
         self.states = list(states)
@@ -50,17 +50,17 @@ class FlatBucket:
         """True when this bucket was built for exactly these parameters (same shapes) and state names."""
         if tuple(map(id, params)) != self.ids or tuple(names) != self.names:
             return False
-        return all(p.data.shape == s for p, s in zip(params, self.shapes))
+        return all(p.array.shape == s for p, s in zip(params, self.shapes))
 
     def gather(self, values=True):
         """Copy the members' gradients (and, if `values`, their values) into G (and P)."""
         try:
-            np.concatenate([p.grad.data.ravel() for p in self.params], out=self.G)
+            np.concatenate([p.grad.array.ravel() for p in self.params], out=self.G)
         except (ValueError, TypeError):
             self._check_grads()
             raise
         if values:
-            np.concatenate([p.data.ravel() for p in self.params], out=self.P)
+            np.concatenate([p.array.ravel() for p in self.params], out=self.P)
 
     def work(self, slot):
         """The update's work arrays (see tinylazy._update): slot 0 is the scratch T, slot 1 the gathered
@@ -70,11 +70,11 @@ class FlatBucket:
     def scatter(self):
         """Copy the updated values in P back into each parameter's own array."""
         for p, v in zip(self.params, self.p_views):
-            p.data[...] = v
+            p.array[...] = v
 
     def _check_grads(self):
         for i, (p, shape) in enumerate(zip(self.params, self.shapes)):
-            g = p.grad.data
+            g = p.grad.array
             if tuple(g.shape) != shape:
                 raise ValueError(f"optimizer step: parameter {i} of its group has shape {shape} but its .grad "
                                  f"has shape {tuple(g.shape)}")

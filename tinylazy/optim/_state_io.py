@@ -89,7 +89,7 @@ def import_entry(entry):
     out = {}
     for key, value in entry.items():
         if isinstance(value, Tensor):
-            value = value.data
+            value = value.array
         if key == "step":
             value = int(round(float(value.item() if hasattr(value, "item") else value)))
         if value is not None:          # PyTorch may store momentum_buffer=None: same as absent
@@ -101,7 +101,7 @@ def import_entry(entry):
 
 def cast_entry(p, index, entry):
     """A loaded entry's arrays copied to the parameter's device and floating dtype, shapes checked."""
-    d = p.data
+    d = p.array
     dev = backend.device_of(d)
     out = {}
     for key, value in entry.items():

@@ -17,7 +17,7 @@ The base class decides where each update runs (`step`):
 - large cpu parameters are updated one by one, in place, with `out=` ufuncs and reused work buffers;
 - cuda parameters go through the fused kernels of tinylazy.cuda when they exist, else one by one.
 Every path runs the same update, so they agree to the last bit. No autograd graph is ever recorded: the
-updates work on the raw arrays (``p.data``).
+updates work on the raw arrays (``p.array``).
 
 Lazy parameters (rule 12 of the API) are accepted: a parameter without data yet, or without a gradient, is
 skipped, and its state is created at the first step that sees it with data and a gradient.
@@ -61,7 +61,7 @@ class _Plan:
             if d is None:
                 if p.grad is not None:
                     return False
-            elif p.grad is None or p.data is not d:
+            elif p.grad is None or p.array is not d:
                 return False
         return True
 
@@ -136,7 +136,7 @@ class Optimizer:
                 else:
                     p.grad.grad_fn = None
                     p.grad.requires_grad = False
-                    p.grad.data.fill(0)
+                    p.grad.array.fill(0)
 
     # --- the step -----------------------------------------------------------------------------------------
     def step(self, closure=None):
@@ -173,7 +173,7 @@ class Optimizer:
                 plan.reusable = plan.reusable and not g       # a lazy parameter with a grad: re-plan each step
                 plan.expected.append(None)
                 continue
-            d = p.data
+            d = p.array
             plan.expected.append(d)
             if backend.is_meta(d):                            # shapes only: nothing to update
                 continue
@@ -186,7 +186,7 @@ class Optimizer:
         old = {b.dtype: b for b in self._buckets.get(gi, ())}
         for dtype, members in small.items():
             if len(members) < 2:
-                plan.rest.extend((p, self._work(p.data)) for p in members)
+                plan.rest.extend((p, self._work(p.array)) for p in members)
                 continue
             bucket = old.get(dtype)
             if bucket is None or not bucket.matches(members, names):
@@ -224,7 +224,7 @@ class Optimizer:
         cuda = {}
         for p, work in plan.rest:
             st = self._state_for(p, group, names) if names else None
-            d = p.data
+            d = p.array
             if type(d) is not np.ndarray:
                 key = (backend.device_of(d), d.dtype, 0 if st is None else st["step"])
                 cuda.setdefault(key, []).append((p, st, work))
@@ -233,7 +233,7 @@ class Optimizer:
         for (_, _, step), members in cuda.items():
             ps = [p for p, _, _ in members]
             states = [st for _, st, _ in members]
-            if not self._fused(group, [p.data for p in ps], [p.grad.data for p in ps], states, step):
+            if not self._fused(group, [p.array for p in ps], [p.grad.array for p in ps], states, step):
                 for p, st, work in members:
                     self._update_one(update, p, st, work)
                 continue
@@ -246,7 +246,7 @@ class Optimizer:
         return partial(self._scratch.get, d)
 
     def _update_one(self, update, p, st, work=None):
-        d, g = p.data, p.grad.data
+        d, g = p.array, p.grad.array
         if g.shape != d.shape:
             raise ValueError(f"optimizer step: a parameter of shape {tuple(d.shape)} has a .grad of shape "
                              f"{tuple(g.shape)}")
@@ -278,7 +278,7 @@ class Optimizer:
                 st[key] = backend.to_device(value, dev, dtype=d.dtype)
 
     def _new_state_array(self, p, st, name):
-        d = p.data
+        d = p.array
         return backend.full(tuple(d.shape), 0, d.dtype, backend.device_of(d))
 
     # --- subclass hooks -----------------------------------------------------------------------------------

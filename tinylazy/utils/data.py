@@ -6,7 +6,7 @@ the indices (in order, or a fresh permutation each epoch from tinylazy's seeded 
 in one of two ways:
 
 - **fast path**: a `TensorDataset` (and what is built on one: `tinylazy.datasets.FashionMNIST`, a `Subset`
-  of one) hands over a whole batch with one fancy index per tensor, ``x.data[indices]``: no per-sample
+  of one) hands over a whole batch with one fancy index per tensor, ``x.array[indices]``: no per-sample
   Python loop, no stacking;
 - **general path**: ``collate_fn([dataset[i] for i in batch])``, by default `default_collate`, which stacks
   tensors, NumPy arrays and numbers, and recurses into tuples, lists and dicts of them.
@@ -47,7 +47,7 @@ class TensorDataset(Dataset):
     """Samples are the rows of the given tensors: ``dataset[i] == (t[i] for t in tensors)``.
 
     All tensors must have the same size in their first dimension. The DataLoader batches it with one fancy
-    index per tensor (``t.data[indices]``), which is what makes it fast.
+    index per tensor (``t.array[indices]``), which is what makes it fast.
     """
 
     def __init__(self, *tensors):
@@ -86,7 +86,7 @@ def _take(t, indices):
     if t.requires_grad:                      # keep the graph: go through the differentiable indexing op
         return t[indices]
     with backend.on_device(t.device):
-        return Tensor(t.data[indices])
+        return Tensor(t.array[indices])
 
 
 class Subset(Dataset):
@@ -228,7 +228,7 @@ def _stack_tensors(batch):
     if any(t.requires_grad for t in batch):        # keep the graph through the differentiable stack
         from .. import ops
         return ops.stack(batch)
-    arrays = [t.data for t in batch]
+    arrays = [t.array for t in batch]
     with backend.on_device(devices[0]):
         return Tensor(backend.xp_of(arrays[0]).stack(arrays))
 
@@ -240,7 +240,7 @@ def _to_device(obj, dev):
             return obj
         if obj.requires_grad:
             return obj.to(dev)
-        return Tensor(backend.to_device(obj.data, dev))
+        return Tensor(backend.to_device(obj.array, dev))
     if isinstance(obj, dict):
         return type(obj)((k, _to_device(v, dev)) for k, v in obj.items())
     if isinstance(obj, tuple) and hasattr(obj, "_fields"):

@@ -71,9 +71,9 @@ class _BatchNorm(Module):
     def forward(self, x):
         factor = 0.0 if self.momentum is None else self.momentum
         if self.training and self.track_running_stats and not self.num_batches_tracked.is_meta:
-            self.num_batches_tracked.data += 1
+            self.num_batches_tracked.array += 1
             if self.momentum is None:
-                factor = 1.0 / float(self.num_batches_tracked.data)
+                factor = 1.0 / float(self.num_batches_tracked.array)
         use_batch_stats = self.training or self.running_mean is None
         return F.batch_norm(x, self.running_mean, self.running_var, self.weight, self.bias,
                             use_batch_stats, factor, self.eps)
