@@ -108,12 +108,12 @@ def test_parameter_access(pm_net):
     sd = net[2].state_dict()
     assert list(sd) == ["weight", "bias"] and sd["weight"].shape == (1, 8)
     assert type(net[2].bias) is nn.Parameter
-    bias = net[2].bias.array                               # the raw array (tinylazy's .data), as the book prints it
-    assert bias.shape == (1,) and isinstance(bias, np.ndarray)
+    bias = net[2].bias.data                                # a detached Tensor sharing the storage, as in PyTorch
+    assert bias.shape == (1,) and type(bias) is torch.Tensor and not bias.requires_grad
     assert net[2].weight.grad == None                      # noqa: E711 (the book's spelling)
     assert [(name, param.shape) for name, param in net.named_parameters()] == [
         ("0.weight", (8, 4)), ("0.bias", (8,)), ("2.weight", (1, 8)), ("2.bias", (1,))]
-    assert np.array_equal(net.state_dict()["2.bias"].array, net[2].bias.array)
+    assert np.array_equal(net.state_dict()["2.bias"].numpy(), net[2].bias.data.numpy())
 
 
 def test_tied_parameters():
@@ -126,11 +126,11 @@ def test_tied_parameters():
     X = torch.rand(size=(2, 4))
     net(X)
     # Check whether the parameters are the same
-    assert (net[2].weight.array[0] == net[4].weight.array[0]).all()
-    net[2].weight.array[0, 0] = 100
+    assert (net[2].weight.data[0] == net[4].weight.data[0]).all()
+    net[2].weight.data[0, 0] = 100
     # Make sure that they are actually the same object rather than just having the same value
-    assert (net[2].weight.array[0] == net[4].weight.array[0]).all()
-    assert net[4].weight.array[0, 0] == 100
+    assert (net[2].weight.data[0] == net[4].weight.data[0]).all()
+    assert net[4].weight.data[0, 0] == 100
 
 
 # --- 6.3 Parameter Initialization --------------------------------------------------------------------
@@ -159,13 +159,13 @@ def init_42(module):
 def test_builtin_initialization(pm_net):
     net = pm_net
     net.apply(init_normal)
-    assert abs(net[0].weight.array[0]).max() < 0.05 and net[0].bias.array[0] == 0
+    assert net[0].weight.data[0].abs().max() < 0.05 and net[0].bias.data[0] == 0
     net.apply(init_constant)
-    assert np.all(net[0].weight.array[0] == 1) and net[0].bias.array[0] == 0
+    assert (net[0].weight.data[0] == 1).all() and net[0].bias.data[0] == 0
     net[0].apply(init_xavier)
     net[2].apply(init_42)
-    assert np.abs(net[0].weight.array[0]).max() <= np.sqrt(6 / 12)
-    assert np.all(net[2].weight.array == 42)
+    assert net[0].weight.data[0].abs().max() <= np.sqrt(6 / 12)
+    assert (net[2].weight.data == 42).all()
 
 
 def test_initialization_before_the_first_forward_is_deferred():
@@ -181,9 +181,7 @@ def test_custom_initialization(pm_net, capsys):
         if type(module) == nn.Linear:                      # noqa: E721
             print("Init", *[(name, param.shape) for name, param in module.named_parameters()][0])
             nn.init.uniform_(module.weight, -10, 10)
-            # The book writes `module.weight.array *= module.weight.array.abs() >= 5`. In tinylazy `.data` is the
-            # raw NumPy/CuPy array (API §2), which has no `.abs()` method: `abs(...)` is the same computation.
-            module.weight.array *= abs(module.weight.array) >= 5
+            module.weight.data *= module.weight.data.abs() >= 5
 
     net = pm_net
     net.apply(my_init)
@@ -192,9 +190,9 @@ def test_custom_initialization(pm_net, capsys):
     assert w.shape == (2, 4)
     values = net[0].weight.array
     assert np.all((values == 0) | (np.abs(values) >= 5))
-    net[0].weight.array[:] += 1
-    net[0].weight.array[0, 0] = 42
-    assert net[0].weight.array[0][0] == 42
+    net[0].weight.data[:] += 1
+    net[0].weight.data[0, 0] = 42
+    assert net[0].weight.data[0][0] == 42
 
 
 # --- 6.4 Lazy Initialization ---------------------------------------------------------------------------
@@ -244,7 +242,7 @@ class MyLinear(nn.Module):
         self.bias = nn.Parameter(torch.randn(units,))
 
     def forward(self, X):
-        linear = torch.matmul(X, self.weight.array) + self.bias.array
+        linear = torch.matmul(X, self.weight.data) + self.bias.data
         return F.relu(linear)
 
 

@@ -32,8 +32,8 @@ def test_lazy_parameter_state_and_repr():
 
 
 @pytest.mark.parametrize("use", [lambda p: p.shape, lambda p: p.array, lambda p: p.numel(), lambda p: p + 1,
-                                 lambda p: tl.zeros(3, 256) @ p, lambda p: p.sum(), lambda p: p.dtype,
-                                 lambda p: p.device, lambda p: F.linear(tl.zeros(2, 5), p)])
+                                 lambda p: tl.zeros(3, 256) @ p, lambda p: p.sum(), lambda p: p.numpy(),
+                                 lambda p: p * 2.0, lambda p: F.linear(tl.zeros(2, 5), p)])
 def test_using_a_lazy_parameter_raises_a_clear_error(use):
     net = mlp()
     with pytest.raises(nn.UninitializedParameterError) as info:

@@ -32,7 +32,15 @@ class Tensor:
 
     @data.setter
     def data(self, value):
-        self.array = value.array if isinstance(value, Tensor) else value
+        """`t.data = other` (a Tensor or a raw NumPy/CuPy array) replaces t's values, shape and dtype; nothing is
+        recorded by autograd."""
+        array = value.array if isinstance(value, Tensor) else value
+        if not (isinstance(array, np.ndarray) or backend.is_meta(array) or _is_cupy(array)):
+            raise TypeError(f"Tensor.data: expected a Tensor or a NumPy/CuPy array, got {type(value).__name__}")
+        if self.requires_grad and not _dt.is_floating(array.dtype):
+            raise RuntimeError(f"Tensor.data: this tensor requires grad, so its data must be floating point, "
+                               f"got {array.dtype}")
+        self.array = array
 
     # --- what the data looks like ---------------------------------------------------------------
     @property

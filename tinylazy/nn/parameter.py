@@ -131,22 +131,35 @@ class LazyTensor(Tensor):
     # --- what a lazy tensor can still answer ----------------------------------------------------------
     @property
     def dtype(self):
+        """The dtype; while lazy, the one fixed (e.g. int64 counters) or placed with `.to()`, else None."""
         if self.is_lazy:
             d = self.__dict__
-            dt = d.get("_fixed_dtype") or (d.get("_place") or {}).get("dtype")
-            if dt is None:
-                raise UninitializedParameterError(self._uninitialized_message())
-            return dt
+            return d.get("_fixed_dtype") or (d.get("_place") or {}).get("dtype")
         return _DATA.__get__(self).dtype
 
     @property
     def device(self):
+        """The device; while lazy, the one placed with `.to()`, else None (the first input will tell)."""
         if self.is_lazy:
-            dev = (self.__dict__.get("_place") or {}).get("device")
-            if dev is None:
-                raise UninitializedParameterError(self._uninitialized_message())
-            return dev
+            return (self.__dict__.get("_place") or {}).get("device")
         return backend.device_of(_DATA.__get__(self))
+
+    @property
+    def data(self):
+        """As for every Tensor, a detached Tensor sharing the storage; while lazy, a `LazyData` that records
+        in-place inits (`p.data.normal_(0, 0.01)`) and replays them at materialization, as `nn.init` does."""
+        if self.is_lazy:
+            return LazyData(self)
+        return Tensor(_DATA.__get__(self))
+
+    @data.setter
+    def data(self, value):
+        Tensor.data.fset(self, value)
+
+    def numpy(self):
+        if self.is_lazy:
+            raise UninitializedParameterError(self._uninitialized_message())
+        return super().numpy()
 
     def requires_grad_(self, requires_grad=True):
         if self.is_lazy:                    # no dtype to check yet; floats are allocated for parameters
@@ -177,6 +190,57 @@ def _rebuild(cls, data, requires_grad, grad, state):
         _DATA.__set__(t, data)
     t.__dict__.update(state)
     return t
+
+
+class LazyData:
+    """What `p.data` returns while `p` is lazy: there are no values to change yet, so the in-place inits
+    `normal_`, `uniform_`, `fill_` and `zero_` are recorded on `p` (like a deferred `nn.init` call) and run
+    when `p` is materialized, after the layer's default init and in the order they were made. (PyTorch
+    silently loses them.) Anything that needs values, `copy_` included, raises UninitializedParameterError."""
+    __slots__ = ("owner",)
+
+    def __init__(self, owner):
+        self.owner = owner
+
+    def _record(self, method, *args):
+        self.owner.__dict__.setdefault("_deferred", []).append((method, args, {}))
+        return self
+
+    def normal_(self, mean=0.0, std=1.0):
+        return self._record(Tensor.normal_, mean, std)
+
+    def uniform_(self, a=0.0, b=1.0):
+        return self._record(Tensor.uniform_, a, b)
+
+    def fill_(self, value):
+        return self._record(Tensor.fill_, value)
+
+    def zero_(self):
+        return self._record(Tensor.zero_)
+
+    def copy_(self, src):
+        raise UninitializedParameterError(
+            f"copy_ through .data: {self.owner._uninitialized_message()} Copying values needs the final shape: "
+            f"copy after materializing (or load them with load_state_dict, which materializes).")
+
+    @property
+    def dtype(self):
+        return self.owner.dtype
+
+    @property
+    def device(self):
+        return self.owner.device
+
+    is_lazy = True
+
+    def __getattr__(self, name):
+        raise UninitializedParameterError(
+            f"'.data.{name}': {self.owner._uninitialized_message()} While lazy, `.data` only records the in-place "
+            f"inits normal_, uniform_, fill_ and zero_.")
+
+    def __repr__(self):
+        pending = len(self.owner.__dict__.get("_deferred", ()))
+        return f"<lazy data of {self.owner!r}: {pending} init(s) recorded for materialization>"
 
 
 class Parameter(LazyTensor):

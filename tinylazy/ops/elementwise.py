@@ -50,7 +50,7 @@ def _py(x):
 
 
 def _promote_for_scalar(t, s):
-    kind = t.dtype.kind
+    kind = t.array.dtype.kind                     # .array: a lazy parameter raises its clear error here
     if kind in "fc" or isinstance(s, (bool, np.bool_)) or (isinstance(s, (int, np.integer)) and kind != "b"):
         return t
     if isinstance(s, (int, np.integer)):            # bool tensor + int -> int64
@@ -61,7 +61,7 @@ def _promote_for_scalar(t, s):
 def float_input(x, op):
     """Unary math on an integer tensor computes in the default float dtype (as PyTorch does)."""
     x = as_tensor_operand(x, None, op)
-    if x.dtype.kind in "fc":
+    if x.array.dtype.kind in "fc":               # .array: a lazy parameter raises its clear error here
         return x
     return Tensor(x.array.astype(_dt.get_default_dtype()))
 

@@ -215,7 +215,7 @@ def clone(x):
 def cast(x, dtype):
     """`x` as `dtype` (differentiable between float dtypes); `x` itself when it already is."""
     dtype = _dt.to_dtype(dtype)
-    if x.dtype == dtype:
+    if x.array.dtype == dtype:                   # .array: a lazy parameter raises its clear error here
         return x
     return Cast.apply(x, dtype)
 
