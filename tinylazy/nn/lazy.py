@@ -8,12 +8,14 @@ A layer with sizes that may be unknown declares three things (see `layers/linear
 
 Everything else happens here, the same way for every layer:
 
-1. `prepare(module, args)` runs before each forward of such a layer. It checks the input's dtype, asks
+1. `prepare(module, args, kwargs)` runs before each forward of such a layer. It looks at the forward's first
+   argument (positional, or by its name: `layer(input=x)`), checks the input's dtype, asks
    `infer_sizes`, compares with the sizes already fixed (a different size is a `ShapeError` naming the
    module path, before any computation) and, on the first call, *materializes*: fixes the sizes, then
    allocates every lazy tensor of the layer in place on the input's device with its floating dtype (an
    explicit `module.to(...)` wins), then initializes (the layer's `reset_parameters`, its
-   ``weight_init=``/``bias_init=``, then the recorded `nn.init` calls). Validation comes before allocation.
+   ``weight_init=``/``bias_init=``, then the recorded `nn.init` calls and `.data` in-place inits).
+   Validation comes before allocation.
 2. Every materialization is written to the *journal* of the current top-level call. If that call raises
    anywhere, `rollback` makes every tensor it materialized lazy again and restores the sizes, so a failed
    first call leaves the model exactly as it was.
@@ -65,10 +67,13 @@ def describe(module):
 
 
 # --- 1. before each forward of a sized layer ------------------------------------------------------
-def prepare(module, args):
-    if not args:
-        return
-    x = args[0]
+def prepare(module, args, kwargs=None):
+    if args:
+        x = args[0]
+    else:                                                 # passed by keyword: layer(input=x)
+        x = (kwargs or {}).get(first_parameter(type(module)))
+        if x is None:
+            return                                        # no input: let forward raise its TypeError
     if not isinstance(x, Tensor):
         if not (hasattr(x, "shape") and hasattr(x, "dtype")):
             return                                        # not an array: let forward say what it wants
@@ -98,6 +103,18 @@ def prepare(module, args):
         _check_device(module, x)
         if seen is not None and not _state.journal:
             d["_approved"] = seen       # nothing this call made real can be undone: remember this input
+
+
+_first_parameters = {}
+
+
+def first_parameter(cls):
+    """The name of the first parameter of `cls.forward` after self (e.g. "input"), cached per class."""
+    name = _first_parameters.get(cls)
+    if name is None:
+        params = list(inspect.signature(cls.forward).parameters.values())[1:2]
+        name = _first_parameters[cls] = params[0].name if params else ""
+    return name
 
 
 def forget_approval(module):
@@ -175,7 +192,7 @@ def materialize_module(module, sizes, pending, x):
 
 def initialize(module, tensors):
     """Fill freshly allocated tensors: the layer's default init, its weight_init=/bias_init=, then the
-    `nn.init` calls recorded while the tensors were lazy (in the order they were made)."""
+    `nn.init` calls and `.data` in-place inits recorded while the tensors were lazy (in the order made)."""
     with autograd.no_grad():
         reset = getattr(module, "reset_parameters", None)
         if reset is not None:

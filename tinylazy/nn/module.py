@@ -67,7 +67,7 @@ class Module(LazyModuleMixin):
                 if result is not None:
                     args = result if isinstance(result, tuple) else (result,)
         if self._sized:
-            lazy.prepare(self, args)
+            lazy.prepare(self, args, kwargs)
         out = self.forward(*args, **kwargs)
         if self._forward_hooks:
             for hook in tuple(self._forward_hooks.values()):

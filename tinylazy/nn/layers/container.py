@@ -107,19 +107,19 @@ class Sequential(Module):
         del self[idx]
         return module
 
-    def forward(self, x):
+    def forward(self, input):
         modules = tuple(self._modules.values())
         i, n = 0, len(modules)
         while i < n:
             module = modules[i]
             act = fused_activation(module, modules[i + 1]) if i + 1 < n else None
             if act is None:
-                x = module(x)
+                input = module(input)
                 i += 1
             else:
-                x = module(x, activation=act)
+                input = module(input, activation=act)
                 i += 2
-        return x
+        return input
 
 
 class ModuleList(Module):

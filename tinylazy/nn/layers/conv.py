@@ -80,11 +80,11 @@ class Conv2d(Module):
             bound = 1 / math.sqrt(fan_in) if fan_in > 0 else 0
             init.uniform_(self.bias, -bound, bound)
 
-    def forward(self, x, activation=None):
-        unbatched = x.ndim == 3
+    def forward(self, input, activation=None):
+        unbatched = input.ndim == 3
         if unbatched:
-            x = x.unsqueeze(0)
-        out = F.conv2d(x, self.weight, self.bias, self.stride, self.padding, self.dilation, self.groups,
+            input = input.unsqueeze(0)
+        out = F.conv2d(input, self.weight, self.bias, self.stride, self.padding, self.dilation, self.groups,
                        activation=activation)
         return out.squeeze(0) if unbatched else out
 

@@ -56,8 +56,8 @@ class Linear(Module):
             bound = 1 / math.sqrt(self.in_features) if self.in_features > 0 else 0
             init.uniform_(self.bias, -bound, bound)
 
-    def forward(self, x, activation=None):
-        return F.linear(x, self.weight, self.bias, activation=activation)
+    def forward(self, input, activation=None):
+        return F.linear(input, self.weight, self.bias, activation=activation)
 
     def extra_repr(self):
         return f"in_features={self.in_features}, out_features={self.out_features}, bias={self.bias is not None}"

@@ -10,7 +10,7 @@ class MaxPool2d(Module):
         self.kernel_size, self.stride, self.padding = kernel_size, stride or kernel_size, padding
         self.dilation, self.return_indices, self.ceil_mode = dilation, return_indices, ceil_mode
 
-    def forward(self, x):
+    def forward(self, input):
         extra = {}
         if self.dilation != 1:
             extra["dilation"] = self.dilation
@@ -18,7 +18,7 @@ class MaxPool2d(Module):
             extra["ceil_mode"] = True
         if self.return_indices:
             extra["return_indices"] = True
-        return F.max_pool2d(x, self.kernel_size, self.stride, self.padding, **extra)
+        return F.max_pool2d(input, self.kernel_size, self.stride, self.padding, **extra)
 
     def extra_repr(self):
         return (f"kernel_size={self.kernel_size}, stride={self.stride}, padding={self.padding}, "
@@ -32,13 +32,13 @@ class AvgPool2d(Module):
         self.kernel_size, self.stride, self.padding = kernel_size, stride or kernel_size, padding
         self.ceil_mode, self.count_include_pad = ceil_mode, count_include_pad
 
-    def forward(self, x):
+    def forward(self, input):
         extra = {}
         if self.ceil_mode:
             extra["ceil_mode"] = True
         if not self.count_include_pad:
             extra["count_include_pad"] = False
-        return F.avg_pool2d(x, self.kernel_size, self.stride, self.padding, **extra)
+        return F.avg_pool2d(input, self.kernel_size, self.stride, self.padding, **extra)
 
     def extra_repr(self):
         return f"kernel_size={self.kernel_size}, stride={self.stride}, padding={self.padding}"
@@ -50,8 +50,8 @@ class AdaptiveAvgPool2d(Module):
         super().__init__()
         self.output_size = output_size
 
-    def forward(self, x):
-        return F.adaptive_avg_pool2d(x, self.output_size)
+    def forward(self, input):
+        return F.adaptive_avg_pool2d(input, self.output_size)
 
     def extra_repr(self):
         return f"output_size={self.output_size}"
