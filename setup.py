@@ -38,7 +38,8 @@ setup(
     extras_require={
         "cuda": ["cupy-cuda13x"],
         "cuda12": ["cupy-cuda12x"],
-        "test": ["pytest>=7", "pytest-benchmark>=4", "hypothesis>=6"],
+        "safetensors": ["safetensors>=0.4"],
+        "test": ["pytest>=7", "pytest-benchmark>=4", "hypothesis>=6", "safetensors>=0.4"],
         "bench": ["pytest-benchmark>=4", "threadpoolctl>=3"],
     },
     cmdclass={"build_py": build_py_with_kernels},
