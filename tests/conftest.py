@@ -4,6 +4,7 @@ reason printed otherwise). TINYLAZY_TEST_DEVICE=cuda (or cpu) restricts the run 
 Hypothesis draws new examples on every local run; with CI set it replays a fixed sequence, so that a CI
 result does not depend on the draw (a case it finds locally is then fixed and pinned by a test)."""
 import os
+from collections import Counter
 
 import pytest
 from hypothesis import settings
@@ -35,11 +36,21 @@ def _seed_and_restore():
     tl.set_default_dtype(tl.float32)
 
 
+def _skip_reason(report):
+    """The reason a test was skipped, without pytest's "Skipped: " prefix."""
+    longrepr = report.longrepr
+    reason = longrepr[2] if isinstance(longrepr, tuple) and len(longrepr) == 3 else str(longrepr)
+    return reason[len("Skipped: "):] if reason.startswith("Skipped: ") else reason
+
+
 def pytest_terminal_summary(terminalreporter):
-    """Say plainly which devices ran, so absent cuda cases are never silently absent."""
+    """Say plainly which devices ran, and count the skips per reason (a missing torch is not a missing GPU),
+    so that absent cases are never silently absent."""
     if tl.cuda.is_available():
         terminalreporter.write_line(f"tinylazy devices tested: {', '.join(_devices())} (GPUs: {tl.cuda.device_count()})")
     else:
-        skipped = len(terminalreporter.stats.get("skipped", []))
-        terminalreporter.write_line(f"tinylazy devices tested: cpu, meta; the cuda cases are skipped (no GPU or no CuPy "
-                                    f"on this machine): {skipped} skips in all")
+        terminalreporter.write_line("tinylazy devices tested: cpu, meta (no GPU or no CuPy on this machine: "
+                                    "the cuda cases are skipped)")
+    reasons = Counter(_skip_reason(r) for r in terminalreporter.stats.get("skipped", []))
+    for reason, count in sorted(reasons.items(), key=lambda item: (-item[1], item[0])):
+        terminalreporter.write_line(f"  {count} skipped: {reason}")

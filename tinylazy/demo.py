@@ -40,13 +40,18 @@ MODELS = {"lenet": lenet, "mlp": mlp}
 def parse_args(argv):
     p = argparse.ArgumentParser(prog="python -m tinylazy.demo", description=__doc__.split("\n")[0])
     p.add_argument("--model", choices=sorted(MODELS), default="lenet")
-    p.add_argument("--device", default="cpu", help="cpu or cuda (default cpu)")
-    p.add_argument("--epochs", type=int, default=8)
+    p.add_argument("--device", default="cpu", help="cpu or cuda (default cpu); cuda needs a GPU and CuPy")
+    p.add_argument("--epochs", type=int, default=8,
+                   help="epochs to train (default 8); after --resume, more epochs, numbered on from the checkpoint's")
     p.add_argument("--batch-size", type=int, default=64)
     p.add_argument("--lr", type=float, default=2e-3, help="Adam learning rate")
-    p.add_argument("--full", action="store_true", help="use the full Fashion-MNIST if it is installed")
-    p.add_argument("--save", metavar="PATH", help="write a checkpoint (model + optimizer) after training")
-    p.add_argument("--resume", metavar="PATH", help="start from a checkpoint written by --save")
+    p.add_argument("--full", action="store_true",
+                   help="train on the full Fashion-MNIST (60,000 images) from $TINYLAZY_DATA or "
+                        "/usr/share/datasets/fashion-mnist (apt-get install dataset-fashion-mnist); if it is not "
+                        "there, the demo says how to get it and stops. Default: the 2,000-image subset bundled "
+                        "with tinylazy")
+    p.add_argument("--save", metavar="PATH", help="write a checkpoint (model name, model, optimizer, epoch) after training")
+    p.add_argument("--resume", metavar="PATH", help="start from a checkpoint written by --save (with the same --model)")
     p.add_argument("--seed", type=int, default=0)
     return p.parse_args(argv)
 
@@ -84,12 +89,56 @@ class Progress:
         print(("\r" if self.tty else "") + self.line(done, loss) + extra, flush=True)
 
 
+def fail(message):
+    """Stop with a one-line error (exit status 2, as for a bad command line), before any work is done."""
+    print(f"python -m tinylazy.demo: error: {message}", file=sys.stderr, flush=True)
+    raise SystemExit(2)
+
+
+def check_device(name):
+    try:
+        device = tl.device(name)
+    except ValueError as e:
+        fail(f"--device {name}: {e}")
+    if device.type == "meta":
+        fail("--device meta: the meta device holds shapes but no values, so it cannot train; use cpu or cuda")
+    if device.type == "cuda" and device.index >= tl.cuda.device_count():
+        found = f"{tl.cuda.device_count()} GPU(s) found" if tl.cuda.is_available() else "no GPU or no CuPy here"
+        fail(f"--device {name}: {found}; use --device cpu, or install CuPy on a machine with an NVIDIA GPU "
+             f"(pip install 'tinylazy[cuda]')")
+    return device
+
+
+def load_checkpoint(path, model, device):
+    """The checkpoint at `path`, checked to hold a `model` (checkpoints store the --model name)."""
+    try:
+        state = tl.load(path, map_location=str(device))
+    except (OSError, ValueError) as e:
+        fail(f"--resume {path}: {e}")
+    if not (isinstance(state, dict) and "model" in state and "optimizer" in state):
+        fail(f"--resume {path}: not a checkpoint written by --save (no 'model' and 'optimizer' entries)")
+    saved = state.get("model_name")                         # None in checkpoints older than the name
+    if saved is not None and saved != model:
+        fail(f"--resume {path}: the checkpoint holds a '{saved}' model, but --model is '{model}'; "
+             f"add --model {saved}")
+    return state
+
+
+def load_data(full):
+    try:
+        return FashionMNIST(train=True, subset=not full), FashionMNIST(train=False, subset=not full)
+    except FileNotFoundError as e:
+        if not full:
+            raise
+        fail(f"--full: the full Fashion-MNIST is not installed: {e}. Without --full the demo uses the bundled subset")
+
+
 def main(argv=None):
     args = parse_args(argv)
+    device = check_device(args.device)                     # every check before any work or output
+    state = load_checkpoint(args.resume, args.model, device) if args.resume else None
+    train, test = load_data(args.full)
     tl.manual_seed(args.seed)
-    device = tl.device(args.device)
-    train = FashionMNIST(train=True, subset=not args.full)
-    test = FashionMNIST(train=False, subset=not args.full)
     print(f"data: {train.describe()}; {len(train)} train / {len(test)} test images")
     train_loader = DataLoader(train, batch_size=args.batch_size, shuffle=True, device=device)
     test_loader = DataLoader(test, batch_size=512, device=device)
@@ -100,11 +149,16 @@ def main(argv=None):
     optimizer = optim.Adam(net.parameters(), lr=args.lr)     # built before the first forward: rule 12
 
     X0, _ = next(iter(train_loader))
-    if args.resume:
-        state = tl.load(args.resume, map_location=str(device))
-        net.load_state_dict(state["model"])                 # materializes the lazy model from the checkpoint
+    start = 0                                                # epochs already trained
+    if state is not None:
+        try:
+            net.load_state_dict(state["model"])             # materializes the lazy model from the checkpoint
+        except RuntimeError:
+            fail(f"--resume {args.resume}: the checkpoint's keys or shapes do not fit --model {args.model} "
+                 f"(was it saved with another --model?)")
         optimizer.load_state_dict(state["optimizer"])
-        print(f"\nresumed from {args.resume} (epoch {state['epoch']})")
+        start = int(state.get("epoch", 0))
+        print(f"\nresumed from {args.resume} (epoch {start})")
     else:
         net(X0[:2])                                          # the first forward infers every size
     print("\nafter the first forward:")
@@ -114,8 +168,8 @@ def main(argv=None):
 
     scheduler = optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=args.epochs * len(train_loader))
     print()
-    for epoch in range(1, args.epochs + 1):
-        progress = Progress(epoch, args.epochs, len(train_loader))
+    for epoch in range(start + 1, start + args.epochs + 1):
+        progress = Progress(epoch, start + args.epochs, len(train_loader))
         running = 0.0
         for i, (X, y) in enumerate(train_loader, 1):
             loss = nn.functional.cross_entropy(net(X), y)
@@ -131,7 +185,8 @@ def main(argv=None):
                         f", {len(train) / seconds:.0f} images/s, test acc {evaluate(net, test_loader):.4f}")
 
     if args.save:
-        tl.save({"model": net.state_dict(), "optimizer": optimizer.state_dict(), "epoch": args.epochs}, args.save)
+        tl.save({"model_name": args.model, "model": net.state_dict(), "optimizer": optimizer.state_dict(),
+                 "epoch": start + args.epochs}, args.save)
         print(f"saved checkpoint to {args.save}")
     print(f"test accuracy: {evaluate(net, test_loader):.4f}")
 
