@@ -107,3 +107,13 @@ def test_the_test_footer_counts_skips_per_reason():
     assert len(torch_lines) == 1 and torch_lines[0].split()[0].isdigit() and int(torch_lines[0].split()[0]) > 0
     assert not any("skipped: cuda" in ln for ln in lines)               # cpu only here: no cuda skips to blame
     assert any(ln.startswith("tinylazy devices tested:") for ln in lines)
+
+
+def test_the_readme_example_runs(capsys):
+    import re
+    with open(os.path.join(ROOT, "README.md"), encoding="utf-8") as f:
+        blocks = re.findall(r"```python\n(.*?)```", f.read(), re.S)
+    assert blocks
+    for code in blocks:
+        exec(compile(code, "README.md", "exec"), {})
+    assert "Linear(in_features=None, out_features=256, bias=True)" in capsys.readouterr().out
