@@ -210,9 +210,10 @@ def test_lazy_data_copy_and_other_uses_raise_clearly():
     with pytest.raises(nn.UninitializedParameterError, match=r"copy_ through \.data: parameter 'weight' is "
                                                              r"uninitialized.*copy after materializing"):
         d.copy_(tl.ones(3, 5))
-    for use in (lambda: d.shape, lambda: d.abs(), lambda: d.mul_(2)):
+    for use in (lambda: d.shape, lambda: d.abs(), lambda: d.mul_(2), lambda: np.asarray(d)):
         with pytest.raises(nn.UninitializedParameterError, match="only records the in-place inits"):
             use()
+    assert not hasattr(d, "_repr_html_") and copy.copy(d).owner is lin.weight      # protocol probes answer as usual
     lin(tl.rand(2, 5))
     assert type(lin.weight.data) is tl.Tensor and lin.weight.data.shape == (3, 5)
     lin.weight.data.copy_(tl.ones(3, 5))                  # once materialized, copy_ works

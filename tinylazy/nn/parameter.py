@@ -234,9 +234,14 @@ class LazyData:
     is_lazy = True
 
     def __getattr__(self, name):
+        if name.startswith("_"):                # protocol probes (copy, NumPy, IPython) get the usual answer
+            raise AttributeError(f"'LazyData' object has no attribute {name!r}")
         raise UninitializedParameterError(
             f"'.data.{name}': {self.owner._uninitialized_message()} While lazy, `.data` only records the in-place "
             f"inits normal_, uniform_, fill_ and zero_.")
+
+    def __array__(self, *args, **kwargs):
+        return self.__getattr__("numpy")
 
     def __repr__(self):
         pending = len(self.owner.__dict__.get("_deferred", ()))
