@@ -139,6 +139,8 @@ def test_examples_from_the_issue():
     assert (tl.ones(2) * tl.tensor(2.0, dtype=tl.float64)).dtype == tl.float32      # a 0-d tensor: category only
     assert (tl.ones(2, dtype=tl.int64) * tl.tensor(2.0, dtype=tl.float64)).dtype == tl.float64
     assert (tl.tensor([True]) + 1).dtype == tl.int64
+    assert (tl.tensor([0.1]) == tl.tensor(0.1, dtype=tl.float64)).tolist() == [True]   # compared in float32
+    assert (th.tensor([0.1]) == th.tensor(0.1, dtype=th.float64)).tolist() == [True]
     tl.set_default_dtype(tl.float64)
     assert (tl.arange(3) * 2.5).dtype == tl.float64 and (tl.arange(3) / 2).dtype == tl.float64
     assert (tl.ones(2, dtype=tl.float32) * 2.5).dtype == tl.float32

@@ -134,5 +134,7 @@ def scalar_as(value, dtype):
         bits = 8 * dtype.itemsize
         low = -(1 << (bits - 1)) if dtype.kind == "i" else 0
         value = (value - low) % (1 << bits) + low
-    with np.errstate(over="ignore"):
-        return dtype.type(value)
+    elif dtype.kind == "f" and not -65504.0 <= value <= 65504.0:     # may round to inf (float16's limit)
+        with np.errstate(over="ignore"):
+            return dtype.type(value)
+    return dtype.type(value)

@@ -8,7 +8,7 @@ from ..autograd import Function
 from ..backend import xp_of
 from ..errors import ShapeError
 from ..tensor import Tensor
-from .elementwise import as_tensor_operand, in_dtype
+from .operands import as_tensor_operand, in_dtype
 from .indexing import BasicIndex
 from .shape import Reshape, dim_index
 
