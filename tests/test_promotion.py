@@ -349,3 +349,23 @@ def test_gradcheck_through_the_promoting_cast():
     assert tl.autograd.gradcheck(lambda x, y: (x * i + y) / i, (x, y))
     assert tl.autograd.gradcheck(lambda x: tl.where(x > 0, x * 2.5, i), (x,))
     assert tl.autograd.gradcheck(lambda x: tl.cat([x, i]) ** 2, (x,))
+
+
+@pytest.mark.filterwarnings("ignore:divide by zero:RuntimeWarning", "ignore:invalid value:RuntimeWarning")
+@pytest.mark.parametrize("op", ["add", "truediv", "pow", "lt"])
+def test_meta_tensors_promote_like_cpu(op):
+    fn, bad = OPS[op], []
+    for left in specs("left", scalars=False):
+        for right in specs("right"):
+            a, _ = make(left, "left", op, "cpu")
+            b, _ = make(right, "right", op, "cpu")
+            try:
+                want = fn(a, b).dtype
+            except (TypeError, RuntimeError):
+                continue
+            meta_a = tl.empty(a.shape, dtype=a.dtype, device="meta")
+            meta_b = b if right[0] == "scalar" else tl.empty(b.shape, dtype=b.dtype, device="meta")
+            got = fn(meta_a, meta_b)
+            if got.dtype != want or got.shape != fn(a, b).shape:
+                bad.append(f"{name(left)} {op} {name(right)}: meta {got.dtype}, cpu {want}")
+    assert not bad, "\n".join(bad)

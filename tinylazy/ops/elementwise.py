@@ -181,13 +181,14 @@ def _trunc_divide(a, b):
 
 def remainder(a, b):
     a, b = binary_operands(a, b, "remainder")
-    _not_bool(a, b, "remainder")
+    _no_bools(a, "remainder")
     return Remainder.apply(a, b)
 
 
-def _not_bool(a, b, op):
-    """PyTorch defines //, % and ** on integers and floats, not on bools (a bool with an int is an int)."""
-    if _is_bool(a):
+def _no_bools(x, op):
+    """PyTorch defines // and % on integers and floats, not on bools: `x` is an operand after promotion,
+    so it is bool only when both were (a bool with an int is an int)."""
+    if _is_bool(x):
         raise TypeError(f"{op}: not defined for bool operands (both are bool); convert with .int() or .float()")
 
 
@@ -213,7 +214,7 @@ class IntPow(Function):
     differentiable = False
 
     def forward(self, a, b):
-        if isinstance(b, np.generic) or b.dtype.kind == "u" or not (b < 0).any():
+        if isinstance(b, np.generic) or b.dtype.kind == "u":
             return a ** b                           # (a negative Python exponent was refused before)
         xp = _xp(a, b)
         negative = b < 0
@@ -375,8 +376,10 @@ _floor_divide = _no_grad_op("floor_divide", "floor_divide", True)
 def floor_divide(a, b):
     """floor(a / b) in the operands' result dtype (integers stay integers; not defined for two bools)."""
     a, b = binary_operands(a, b, "floor_divide")
-    _not_bool(a, b, "floor_divide")
+    _no_bools(a, "floor_divide")
     return _floor_divide(a, b)
+
+
 equal_elementwise = eq
 
 
