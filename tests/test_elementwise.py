@@ -158,10 +158,12 @@ def test_float_scalar_with_int_tensor_gives_default_float():
     assert (tl.tensor([True, False]) + 1).dtype == tl.int64
 
 
-def test_tensor_tensor_promotion_follows_numpy():
+def test_tensor_tensor_promotion_follows_pytorch():      # (tests/test_promotion.py has every pair)
     a, b = tl.ones(2, dtype=tl.float32), tl.ones(2, dtype=tl.float64)
     assert (a + b).dtype == tl.float64
     assert (tl.ones(2, dtype=tl.int32) + tl.ones(2, dtype=tl.int64)).dtype == tl.int64
+    assert (a + tl.ones(2, dtype=tl.int64)).dtype == tl.float32                  # NumPy would say float64
+    assert (tl.ones(2, dtype=tl.float16) + tl.ones(2, dtype=tl.int64)).dtype == tl.float16
 
 
 def test_raw_array_operands(device):

@@ -290,6 +290,9 @@ class Tensor:
                 np.broadcast_shapes(np.shape(other.array if isinstance(other, Tensor) else other), self.shape)
                 return self
             value = op(self.detach(), other).array
+            if value.dtype != self.array.dtype and not _dt.can_cast(value.dtype, self.array.dtype):
+                raise RuntimeError(f"{op_name}: the result type {value.dtype} can't be cast to the tensor's "
+                                   f"dtype {self.dtype} in place (as in PyTorch); use the out-of-place op")
             self.array[...] = value
             return self
         method.__name__ = op_name

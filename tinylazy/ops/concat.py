@@ -1,11 +1,14 @@
 """Joining and slicing along a dim: cat/stack (one tensor from many) and split/chunk/narrow/unbind
 (views of pieces). Backward of a join hands each input its slice of the gradient; backward of a piece
 writes the gradient into zeros of the input's shape (several pieces' gradients add up)."""
+from functools import reduce
+
+from .. import dtypes as _dt
 from ..autograd import Function
 from ..backend import xp_of
 from ..errors import ShapeError
 from ..tensor import Tensor
-from .elementwise import as_tensor_operand
+from .operands import as_tensor_operand, in_dtype
 from .indexing import BasicIndex
 from .shape import Reshape, dim_index
 
@@ -27,7 +30,8 @@ class Cat(Function):
 
 
 def cat(tensors, dim=0, *, axis=None):
-    """Join tensors along an existing dim; all other sizes must match (dtypes promote)."""
+    """Join tensors along an existing dim; all other sizes must match. The result has the promoted dtype
+    of all the inputs (torch.promote_types over them: int8 with uint8 gives int16)."""
     if axis is not None:
         dim = axis
     ts = [t if isinstance(t, Tensor) else as_tensor_operand(t, None, "cat") for t in tensors]
@@ -36,6 +40,7 @@ def cat(tensors, dim=0, *, axis=None):
     axis = dim_index(dim, ts[0].ndim, "cat")
     if not ts[0].ndim:
         raise _join_error("cat", ts, axis)
+    ts = _in_common_dtype(ts)
     try:
         return Cat.apply(*ts, axis=axis)
     except ValueError:
@@ -67,17 +72,24 @@ class Stack(Function):
 
 
 def stack(tensors, dim=0, *, axis=None):
-    """Stack same-shaped tensors along a new dim."""
+    """Stack same-shaped tensors along a new dim (in the promoted dtype of all of them, as cat)."""
     if axis is not None:
         dim = axis
     ts = [t if isinstance(t, Tensor) else as_tensor_operand(t, None, "stack") for t in tensors]
     if not ts:
         raise ValueError("stack: expected a non-empty sequence of tensors")
     axis = dim_index(dim, ts[0].ndim + 1, "stack")
+    ts = _in_common_dtype(ts)
     try:
         return Stack.apply(*ts, axis=axis)
     except ValueError:
         raise _join_error("stack", ts, axis) from None
+
+
+def _in_common_dtype(ts):
+    """The tensors in the dtype they promote to (each one counts, 0-d or not: they are all joined)."""
+    dtype = reduce(_dt.promote_types, (t.dtype for t in ts))
+    return [in_dtype(t, dtype) for t in ts]
 
 
 def _join_error(op, ts, axis):

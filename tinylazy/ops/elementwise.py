@@ -1,8 +1,9 @@
 """Elementwise ops: arithmetic, unary math, activations, comparisons.
 
 Binary ops broadcast as NumPy does; their backward sums each gradient back to its input's shape with
-`unbroadcast`. Python scalars never upcast a tensor (float32 * 2.0 is float32); a float scalar next to an
-integer tensor gives the default float dtype, as in PyTorch.
+`unbroadcast`. Their operands first meet in one dtype, PyTorch's `result_type` (the rule is written out in
+tinylazy/dtypes.py): float32 * 2.0 and float32 + int64 stay float32, a float scalar next to an integer
+tensor gives the default float dtype, and `/` on integers gives the default float dtype.
 """
 import numpy as np
 
@@ -10,60 +11,8 @@ from .. import dtypes as _dt
 from ..autograd import Function, unbroadcast
 from ..backend import xp_of
 from ..tensor import Tensor
-
-
-# --- operands --------------------------------------------------------------------------------------
-def _scalar(x):
-    return isinstance(x, (int, float, bool, np.number, np.bool_))
-
-
-def as_tensor_operand(x, like=None, op="op"):
-    """A Tensor for `x` when it is an array or a list (raw NumPy/CuPy arrays are welcome operands)."""
-    if isinstance(x, Tensor):
-        return x
-    if hasattr(x, "__array_interface__") or hasattr(x, "__cuda_array_interface__") or hasattr(x, "shape"):
-        return Tensor(x)
-    if isinstance(x, (list, tuple)):
-        from ..creation import tensor
-        return tensor(x, device=like.device if like is not None else None)
-    raise TypeError(f"{op}: unsupported operand of type {type(x).__name__}")
-
-
-def binary_operands(a, b, op):
-    """(a, b) ready for a binary Function: tensors stay, arrays become tensors, Python scalars stay
-    scalars (NumPy's weak scalars keep the tensor's dtype), except a float scalar next to an integer
-    tensor, which makes the tensor the default float dtype first."""
-    if isinstance(a, Tensor) and isinstance(b, Tensor):
-        return a, b
-    if _scalar(b):
-        a = as_tensor_operand(a, None, op)
-        return _promote_for_scalar(a, b), _py(b)
-    if _scalar(a):
-        b = as_tensor_operand(b, None, op)
-        return _py(a), _promote_for_scalar(b, a)
-    a = as_tensor_operand(a, b if isinstance(b, Tensor) else None, op)
-    return a, as_tensor_operand(b, a, op)
-
-
-def _py(x):
-    return x.item() if isinstance(x, (np.number, np.bool_)) else x
-
-
-def _promote_for_scalar(t, s):
-    kind = t.array.dtype.kind                     # .array: a lazy parameter raises its clear error here
-    if kind in "fc" or isinstance(s, (bool, np.bool_)) or (isinstance(s, (int, np.integer)) and kind != "b"):
-        return t
-    if isinstance(s, (int, np.integer)):            # bool tensor + int -> int64
-        return Tensor(t.array.astype(_dt.int64))
-    return Tensor(t.array.astype(_dt.get_default_dtype()))
-
-
-def float_input(x, op):
-    """Unary math on an integer tensor computes in the default float dtype (as PyTorch does)."""
-    x = as_tensor_operand(x, None, op)
-    if x.array.dtype.kind in "fc":               # .array: a lazy parameter raises its clear error here
-        return x
-    return Tensor(x.array.astype(_dt.get_default_dtype()))
+from .operands import as_tensor_operand, binary_operands, float_input, in_dtype, operands  # noqa: F401
+from .operands import is_scalar as _scalar, xp_pair as _xp
 
 
 def _shape(x):
@@ -129,7 +78,7 @@ class Remainder(Function):
     """z = a mod b (sign of b, like Python and PyTorch);  dz/da = 1, dz/db = -floor(a/b)."""
     def forward(self, a, b):
         self.a, self.b = a, b
-        return xp_of(a if hasattr(a, "shape") else b).remainder(a, b)
+        return _xp(a, b).remainder(a, b)
 
     def backward(self, g):
         na, nb = self.needs_input_grad
@@ -177,13 +126,29 @@ class Neg(Function):
 
 
 def add(a, b, alpha=1):
-    a, b = binary_operands(a, b, "add")
-    return Add.apply(a, b if alpha == 1 else mul(b, alpha))
+    if alpha != 1:
+        b = _times_alpha(a, b, alpha, "add")
+    return Add.apply(*binary_operands(a, b, "add"))
 
 
 def sub(a, b, alpha=1):
-    a, b = binary_operands(a, b, "sub")
-    return Sub.apply(a, b if alpha == 1 else mul(b, alpha))
+    if _is_bool(a) or _is_bool(b):
+        raise RuntimeError("sub: subtraction (the `-` operator) with a bool tensor or a bool is not supported "
+                           "(as in PyTorch); to invert a mask use `~` or logical_not()")
+    if alpha != 1:
+        b = _times_alpha(a, b, alpha, "sub")
+    return Sub.apply(*binary_operands(a, b, "sub"))
+
+
+def _is_bool(x):
+    return isinstance(x, (bool, np.bool_)) or getattr(x, "dtype", None) == _dt.bool_
+
+
+def _times_alpha(a, b, alpha, op):
+    """b * alpha for add/sub; as in PyTorch, a float alpha needs a floating result."""
+    if isinstance(alpha, float) and _dt.category(operands(a, b, op)[2]) < 2:
+        raise TypeError(f"{op}: alpha={alpha} is a float but both operands are integer or bool")
+    return b * alpha if _scalar(b) else mul(b, alpha)
 
 
 def mul(a, b):
@@ -191,25 +156,72 @@ def mul(a, b):
 
 
 def div(a, b, rounding_mode=None):
+    """a / b. True division (rounding_mode=None) of integers or bools gives the default float dtype;
+    rounding_mode="floor" is floor_divide, "trunc" rounds toward zero (integers stay integers)."""
     if rounding_mode == "floor":
         return floor_divide(a, b)
-    a, b = binary_operands(a, b, "div")
-    ints = [x.dtype.kind in "iub" if isinstance(x, Tensor) else not isinstance(x, float) for x in (a, b)]
-    if all(ints):                                   # true division of integers gives floats
-        a = Tensor(a.array.astype(_dt.get_default_dtype())) if isinstance(a, Tensor) else float(a)
-    out = Div.apply(a, b)
     if rounding_mode == "trunc":
-        return trunc(out)
-    return out
+        return _trunc_divide(a, b)
+    if rounding_mode is not None:
+        raise ValueError(f"div: rounding_mode must be None, 'trunc' or 'floor', got {rounding_mode!r}")
+    a, b, dtype = operands(a, b, "div")
+    if _dt.category(dtype) < 2:                     # true division of integers gives floats
+        dtype = _dt.get_default_dtype()
+    return Div.apply(in_dtype(a, dtype), in_dtype(b, dtype))
+
+
+def _trunc_divide(a, b):
+    a, b, dtype = operands(a, b, "div")
+    if _dt.category(dtype) >= 2:
+        return trunc(div(a, b))
+    q = floor_divide(a, b)                          # floor and trunc differ where q < 0 and b does not divide a
+    with_rest = ne(mul(q, b), in_dtype(a, dtype))
+    return add(q, logical_and(lt(q, 0), with_rest))
 
 
 def remainder(a, b):
-    return Remainder.apply(*binary_operands(a, b, "remainder"))
+    a, b = binary_operands(a, b, "remainder")
+    _no_bools(a, "remainder")
+    return Remainder.apply(a, b)
+
+
+def _no_bools(x, op):
+    """PyTorch defines // and % on integers and floats, not on bools: `x` is an operand after promotion,
+    so it is bool only when both were (a bool with an int is an int)."""
+    if _is_bool(x):
+        raise TypeError(f"{op}: not defined for bool operands (both are bool); convert with .int() or .float()")
 
 
 def pow(a, b):
-    a, b = binary_operands(a, b, "pow")
-    return Pow.apply(a, b)
+    """a ** b in the operands' result dtype. Integer bases to negative integer exponents: a Python
+    exponent raises (as in PyTorch); a tensor exponent gives PyTorch's integer answer (1 for base 1,
+    +-1 for base -1, 0 otherwise)."""
+    a, b, dtype = operands(a, b, "pow")
+    if dtype == _dt.bool_:
+        if not _scalar(b):
+            raise TypeError("pow: not defined for two bool tensors; convert with .int() or .float()")
+        return ne(IntPow.apply(in_dtype(a, _dt.int8), in_dtype(b, _dt.int8)), 0)   # x ** True: x; ** False: ones
+    if _dt.category(dtype) == 1:
+        if _scalar(b) and b < 0:
+            raise RuntimeError(f"pow: integers to negative integer powers are not allowed (base {dtype}, "
+                               f"exponent {b}); use a float base, e.g. x.float() ** {b}")
+        return IntPow.apply(in_dtype(a, dtype), in_dtype(b, dtype))
+    return Pow.apply(in_dtype(a, dtype), in_dtype(b, dtype))
+
+
+class IntPow(Function):
+    """z = a ** b on integers (no gradient): where b < 0, z = 1 for a = 1, (-1)**b for a = -1, 0 otherwise."""
+    differentiable = False
+
+    def forward(self, a, b):
+        if isinstance(b, np.generic) or b.dtype.kind == "u":
+            return a ** b                           # (a negative Python exponent was refused before)
+        xp = _xp(a, b)
+        negative = b < 0
+        z = a ** xp.where(negative, 0, b)
+        odd = (b % 2) != 0
+        small = xp.where(a == 1, 1, xp.where(a == -1, xp.where(odd, -1, 1), 0))
+        return xp.where(negative, small, z).astype(z.dtype)
 
 
 def neg(a):
@@ -248,9 +260,9 @@ def clamp(x, min=None, max=None):
             out = minimum(out, max)
         return out
     x = as_tensor_operand(x, None, "clamp")
-    if x.dtype.kind in "iub" and any(isinstance(v, float) for v in (min, max)):
-        x = Tensor(x.array.astype(_dt.get_default_dtype()))
-    return Clamp.apply(x, min, max)
+    dtype = _dt.result_type(x, *(v for v in (min, max) if v is not None))   # clamp(int tensor, 0.5) is float
+    lo, hi = (None if v is None else in_dtype(v, dtype) for v in (min, max))
+    return Clamp.apply(in_dtype(x, dtype), lo, hi)
 
 
 clip = clamp
@@ -259,7 +271,7 @@ clip = clamp
 class Maximum(Function):
     """z = max(a, b) elementwise; the gradient goes to the larger input, split in half on ties (PyTorch)."""
     fresh_grads = True
-    pick = staticmethod(lambda a, b: xp_of(a if hasattr(a, "shape") else b).maximum(a, b))
+    pick = staticmethod(lambda a, b: _xp(a, b).maximum(a, b))
 
     def forward(self, a, b):
         self.a, self.b = a, b
@@ -281,7 +293,7 @@ class Maximum(Function):
 
 class Minimum(Maximum):
     """z = min(a, b) elementwise; the gradient goes to the smaller input, split in half on ties."""
-    pick = staticmethod(lambda a, b: xp_of(a if hasattr(a, "shape") else b).minimum(a, b))
+    pick = staticmethod(lambda a, b: _xp(a, b).minimum(a, b))
 
     @staticmethod
     def _wins(a, b):
@@ -319,9 +331,11 @@ def where(condition, x=None, y=None):
         return nonzero(condition, as_tuple=True)
     if condition.dtype != _dt.bool_:
         raise TypeError(f"where: the condition must be a bool tensor, got {condition.dtype}")
-    if not isinstance(x, Tensor) and not isinstance(y, Tensor):
-        x = as_tensor_operand(x, condition, "where") if not _scalar(x) else x
-    x, y = binary_operands(x, y, "where") if not (_scalar(x) and _scalar(y)) else (x, y)
+    if _scalar(x) and _scalar(y):                   # where(mask, 1.0, 0) is the default float dtype
+        dtype = _dt.result_type(x, y)
+        x, y = _dt.scalar_as(x, dtype), _dt.scalar_as(y, dtype)
+    else:
+        x, y = binary_operands(x, y, "where")
     return Where.apply(condition, x, y)
 
 
@@ -332,7 +346,7 @@ class _Elementwise(Function):
     ufunc = None
 
     def forward(self, *args):
-        ref = next(a for a in args if hasattr(a, "shape"))
+        ref = next(a for a in args if hasattr(a, "shape") and not isinstance(a, np.generic))
         return getattr(xp_of(ref), self.ufunc)(*args)
 
 
@@ -356,7 +370,16 @@ logical_not, isnan, isinf, isfinite, sign, floor, ceil, round, trunc = (
     _no_grad_op(u, n, False) for u, n in (("logical_not", "logical_not"), ("isnan", "isnan"), ("isinf", "isinf"),
                                           ("isfinite", "isfinite"), ("sign", "sign"), ("floor", "floor"),
                                           ("ceil", "ceil"), ("round", "round"), ("trunc", "trunc")))
-floor_divide = _no_grad_op("floor_divide", "floor_divide", True)
+_floor_divide = _no_grad_op("floor_divide", "floor_divide", True)
+
+
+def floor_divide(a, b):
+    """floor(a / b) in the operands' result dtype (integers stay integers; not defined for two bools)."""
+    a, b = binary_operands(a, b, "floor_divide")
+    _no_bools(a, "floor_divide")
+    return _floor_divide(a, b)
+
+
 equal_elementwise = eq
 
 

@@ -1,0 +1,72 @@
+"""How the operands of an elementwise op meet: raw arrays and lists become Tensors, and every operand is
+brought to the op's result dtype by PyTorch's type promotion (the rule is in tinylazy/dtypes.py:
+`result_type`). Tensors change dtype through the differentiable cast, so a gradient comes back in its own
+input's dtype; Python scalars become NumPy scalars of the result dtype (NumPy and CuPy then keep it)."""
+import numpy as np
+
+from .. import dtypes as _dt
+from ..backend import xp_of
+from ..tensor import Tensor
+
+
+def is_scalar(x):
+    """Python (and NumPy) numbers: operands that count only for their category in type promotion."""
+    return isinstance(x, (int, float, complex, bool, np.number, np.bool_))
+
+
+def as_tensor_operand(x, like=None, op="op"):
+    """A Tensor for `x` when it is an array or a list (raw NumPy/CuPy arrays are welcome operands)."""
+    if isinstance(x, Tensor):
+        return x
+    if hasattr(x, "__array_interface__") or hasattr(x, "__cuda_array_interface__") or hasattr(x, "shape"):
+        return Tensor(x)
+    if isinstance(x, (list, tuple)):
+        from ..creation import tensor
+        return tensor(x, device=like.device if like is not None else None)
+    raise TypeError(f"{op}: unsupported operand of type {type(x).__name__}")
+
+
+def operands(a, b, op):
+    """(a, b, their result dtype): arrays become tensors, Python scalars stay as they are. Raises unless
+    one of them is a tensor (or an array)."""
+    if is_scalar(a) and is_scalar(b):
+        raise TypeError(f"{op}: expected a tensor among the operands, got {type(a).__name__} and "
+                        f"{type(b).__name__}")
+    a = a if is_scalar(a) else as_tensor_operand(a, b if isinstance(b, Tensor) else None, op)
+    b = b if is_scalar(b) else as_tensor_operand(b, a if isinstance(a, Tensor) else None, op)
+    return a, b, _dt.result_type(a, b)
+
+
+def in_dtype(x, dtype):
+    """`x` as `dtype`: a tensor through the differentiable cast (so its gradient comes back in its own
+    dtype), a Python scalar as a NumPy scalar of `dtype` (then NumPy and CuPy keep `dtype` as it is)."""
+    if isinstance(x, Tensor):
+        if x.array.dtype == dtype:
+            return x
+        from .unary import cast
+        return cast(x, dtype)
+    return _dt.scalar_as(x, dtype)
+
+
+def binary_operands(a, b, op):
+    """(a, b) ready for a binary Function: both in their result dtype (PyTorch's type promotion). Tensors
+    stay Tensors (arrays become Tensors), Python scalars become NumPy scalars."""
+    if isinstance(a, Tensor) and isinstance(b, Tensor) and a.array.dtype == b.array.dtype:
+        return a, b                                 # the common cases, kept cheap
+    if isinstance(a, Tensor) and a.array.dtype.kind == "f" and type(b) in (float, int):
+        return a, _dt.scalar_as(b, a.array.dtype)
+    a, b, dtype = operands(a, b, op)
+    return in_dtype(a, dtype), in_dtype(b, dtype)
+
+
+def xp_pair(a, b):
+    """The array module of a binary op whose operands may be one NumPy scalar and one array."""
+    return xp_of(b if isinstance(a, np.generic) else a)
+
+
+def float_input(x, op):
+    """Unary math on an integer tensor computes in the default float dtype (as PyTorch does)."""
+    x = as_tensor_operand(x, None, op)
+    if x.array.dtype.kind in "fc":               # .array: a lazy parameter raises its clear error here
+        return x
+    return Tensor(x.array.astype(_dt.get_default_dtype()))
