@@ -10,6 +10,7 @@ import pytest
 
 import tinylazy as tl
 from tinylazy import nn, optim
+from tinylazy import serialization
 from tinylazy.serialization import CheckpointError, load, save, writer
 from checkpoint_forge import forge, header_of
 
@@ -269,3 +270,52 @@ def test_cuda_checkpoint_without_cuda_says_map_location(tmp_path, monkeypatch):
     with pytest.raises(RuntimeError, match=r"saved on cuda:0.*map_location='cpu'"):
         load(path)
     _same(load(path, map_location="cpu")["t"], tl.ones(2))
+
+
+# --- container types and old files ------------------------------------------------------------------------
+class _MyDict(dict):
+    pass
+
+
+def test_ordered_dict_stays_ordered_dict_and_dict_stays_dict(tmp_path):
+    net = nn.Sequential(nn.Linear(3, 4), nn.ReLU(), nn.Linear(4, 2))
+    sd = net.state_dict()
+    assert type(sd) is OrderedDict
+    obj = {"sd": sd, "plain": {"b": 1, "a": 2}, "nested": [OrderedDict([("z", OrderedDict(y=1)), ("a", {})])],
+           "sub": _MyDict(k=1)}
+    save(obj, tmp_path / "f")
+    out = load(tmp_path / "f")
+    assert type(out) is dict and type(out["sd"]) is OrderedDict and list(out["sd"]) == list(sd)
+    assert type(out["plain"]) is dict and list(out["plain"]) == ["b", "a"]
+    inner = out["nested"][0]
+    assert type(inner) is OrderedDict and type(inner["z"]) is OrderedDict and type(inner["a"]) is dict
+    assert type(out["sub"]) is dict and out["sub"] == {"k": 1}                  # other subclasses: their base
+    net2 = nn.Sequential(nn.LazyLinear(4), nn.ReLU(), nn.LazyLinear(2))
+    net2.load_state_dict(out["sd"])                                              # lazy model, from the file
+    _same(net2(tl.ones(1, 3)).detach(), net(tl.ones(1, 3)).detach())
+
+
+def test_version_1_files_still_load():
+    """tests/data/checkpoint_v1.tlz was written by tinylazy's format-1 writer (no checksums, no "odict": its
+    OrderedDict was saved as a dict). It loads through the same header checks."""
+    out = load(os.path.join(os.path.dirname(__file__), "data", "checkpoint_v1.tlz"))
+    w = np.arange(6, dtype=np.float32).reshape(2, 3) / 8
+    assert list(out) == ["model", "opt", "epoch", "arr", "s", "empty", "tied", "name"]
+    assert type(out["model"]) is dict and list(out["model"]) == ["0.weight", "0.bias"]
+    _same(out["model"]["0.weight"].detach(), w)
+    assert out["model"]["0.weight"].requires_grad and out["tied"][0] is not out["model"]["0.weight"]
+    assert out["tied"][0].array is out["model"]["0.weight"].array and out["tied"][1:] == (None, True)
+    _same(out["model"]["0.bias"], tl.tensor([0.5, -0.5]))
+    _same(out["opt"]["state"][0]["step"], tl.tensor(3.0))
+    assert out["opt"]["param_groups"] == [{"lr": 0.01, "betas": (0.9, 0.999), "params": [0, 1]}]
+    assert out["epoch"] == 7 and out["name"] == "v1" and out["s"] == np.float32(1.5)
+    _same(out["arr"], np.arange(5))
+    _same(out["empty"], np.zeros((0, 3)))
+
+
+def test_resaving_writes_the_current_version(tmp_path):
+    out = load(os.path.join(os.path.dirname(__file__), "data", "checkpoint_v1.tlz"))
+    save(out, tmp_path / "f")
+    assert (tmp_path / "f").read_bytes()[8:12] == serialization.VERSION.to_bytes(4, "little") == b"\2\0\0\0"
+    again = load(tmp_path / "f")
+    _same(again["model"]["0.weight"].detach(), out["model"]["0.weight"].detach())
