@@ -47,7 +47,10 @@ def _create_temp(target, mode):
         fd = os.open(tmp, os.O_RDWR | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0), mode)
         if fcntl is None:
             return fd, tmp
-        fcntl.flock(fd, fcntl.LOCK_EX)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+        except OSError:                 # a file system without locks: no cleaner can take the file either
+            return fd, tmp
         try:                            # a cleaner may have removed it between the open and the lock
             if os.path.samestat(os.stat(tmp), os.fstat(fd)):
                 return fd, tmp
@@ -66,7 +69,7 @@ def _open_if_stale(path):
         return None
     try:
         st = os.fstat(fd)
-        ours = (stat.S_ISREG(st.st_mode) and (not hasattr(os, "getuid") or st.st_uid == os.getuid())
+        ours = (stat.S_ISREG(st.st_mode) and (not hasattr(os, "geteuid") or st.st_uid == os.geteuid())
                 and MAGIC.startswith(os.read(fd, len(MAGIC))))     # an empty file: killed before writing
         if ours and fcntl is not None:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)          # raises if a save holds the lock
@@ -155,7 +158,7 @@ def write_atomically(path, write):
 
 def _keep_owner(fd, st):
     """Give the new file the old one's owner and group where allowed (root; or a group this user is in)."""
-    if hasattr(os, "fchown") and (st.st_uid, st.st_gid) != (os.getuid(), os.getgid()):
+    if hasattr(os, "fchown") and (st.st_uid, st.st_gid) != (os.geteuid(), os.getegid()):
         try:
             os.fchown(fd, st.st_uid if os.geteuid() == 0 else -1, st.st_gid)
         except OSError:

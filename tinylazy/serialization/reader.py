@@ -32,7 +32,8 @@ def _truncated(name, what):
 
 
 def _read_header(fh, name):
-    """-> (version, header, table, start of the data section, file size); reads only the prefix and header."""
+    """-> (version, header, table, start of the data section), reading only the prefix and the header: every
+    check of fileformat.py passes, and the file has exactly the size the header implies, before any data is read."""
     fh.seek(0, os.SEEK_END)
     size = fh.tell()
     fh.seek(0)
