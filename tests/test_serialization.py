@@ -1,7 +1,9 @@
-"""tl.save / tl.load: exact round trips, atomic writes, clear errors, and no pickle."""
+"""tl.save / tl.load: exact round trips, atomic writes, clear errors, and no pickle. Hostile and corrupt
+files: test_checkpoint_hostile.py; killed saves, symlinks and permissions: test_checkpoint_files.py."""
 import io
 import os
 import pickle
+from collections import OrderedDict
 
 import numpy as np
 import pytest
@@ -9,7 +11,8 @@ import pytest
 import tinylazy as tl
 from tinylazy import nn, optim
 from tinylazy import serialization
-from tinylazy.serialization import CheckpointError, load, save
+from tinylazy.serialization import CheckpointError, load, save, writer
+from checkpoint_forge import forge, header_of
 
 DTYPES = ["float16", "float32", "float64", "int32", "int64", "uint8", "bool"]
 
@@ -138,7 +141,7 @@ def test_failure_mid_write_leaves_old_file_intact(tmp_path, monkeypatch):
         calls.append(1)
         fh.write(memoryview(data))
 
-    monkeypatch.setattr(serialization, "_write_array", failing)
+    monkeypatch.setattr(writer, "_write_array", failing)
     with pytest.raises(OSError, match="No space"):
         save({"a": tl.ones(1000), "b": tl.zeros(1000)}, path)
     assert calls and path.read_bytes() == before
@@ -154,7 +157,7 @@ def test_interrupt_mid_write_leaves_old_file_intact(tmp_path, monkeypatch):
     def interrupted(fh, data):
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(serialization, "_write_array", interrupted)
+    monkeypatch.setattr(writer, "_write_array", interrupted)
     with pytest.raises(KeyboardInterrupt):
         save([tl.ones(3)], path)
     assert load(path) == [1, 2, 3] and os.listdir(tmp_path) == ["ckpt"]
@@ -229,29 +232,17 @@ def test_pickle_is_rejected_and_never_run(tmp_path, monkeypatch):
 def test_corrupt_header_and_table(tmp_path):
     path = tmp_path / "ckpt"
     save({"w": tl.ones(4)}, path)
-    data = bytearray(path.read_bytes())
-    start = data.index(b'"dtype":"float32"')
-    bad = data.copy()
-    bad[start:start + len(b'"dtype":"float32"')] = b'"dtype":"object" '.ljust(17)
-    (tmp_path / "bad").write_bytes(bytes(bad))
-    with pytest.raises(CheckpointError, match="corrupt.*not allowed"):
-        load(tmp_path / "bad")
-    bad = data.copy()
-    bad[25] = ord("}")
-    (tmp_path / "bad").write_bytes(bytes(bad))
-    with pytest.raises(CheckpointError, match="corrupt"):
-        load(tmp_path / "bad")
-    enc = serialization._Encoder()                              # a table that claims a huge array
-    root = enc.node([tl.ones(2)], [])
-    enc.specs[0]["shape"] = [10 ** 12]
-    with open(tmp_path / "bad", "wb") as fh:
-        serialization._write(fh, enc, root)
+    header, data = header_of(path)
+    header["arrays"][0]["dtype"] = "object"
+    with pytest.raises(CheckpointError, match="dtype 'object', which is not allowed"):
+        load(forge(tmp_path / "bad", header, data))
+    header["arrays"][0].update(dtype="float32", shape=[10 ** 12])       # a table that claims a huge array
     with pytest.raises(CheckpointError, match="outside the data section"):
-        load(tmp_path / "bad")                                  # refused before allocating anything
-    bad = data.copy()
-    bad[8] = 99                                                  # a future format version
+        load(forge(tmp_path / "bad", header, data))                      # refused before allocating anything
+    bad = bytearray(path.read_bytes())
+    bad[8] = 99                                                          # a future format version
     (tmp_path / "bad").write_bytes(bytes(bad))
-    with pytest.raises(CheckpointError, match="version 99"):
+    with pytest.raises(CheckpointError, match="version 99, newer than"):
         load(tmp_path / "bad")
 
 
@@ -272,11 +263,59 @@ def test_cuda_checkpoint_without_cuda_says_map_location(tmp_path, monkeypatch):
     if tl.cuda.is_available():
         pytest.skip("needs a machine without CUDA")
     path = tmp_path / "f"
-    enc = serialization._Encoder()                    # a file as a GPU machine would write it
-    root = enc.node({"t": tl.ones(2)}, [])
-    root["v"][0]["dev"] = "cuda:0"
-    with open(path, "wb") as fh:
-        serialization._write(fh, enc, root)
+    save({"t": tl.ones(2)}, path)
+    header, data = header_of(path)                    # a file as a GPU machine would write it
+    header["root"]["v"][0]["dev"] = "cuda:0"
+    forge(path, header, data)
     with pytest.raises(RuntimeError, match=r"saved on cuda:0.*map_location='cpu'"):
         load(path)
     _same(load(path, map_location="cpu")["t"], tl.ones(2))
+
+
+# --- container types and old files ------------------------------------------------------------------------
+class _MyDict(dict):
+    pass
+
+
+def test_ordered_dict_stays_ordered_dict_and_dict_stays_dict(tmp_path):
+    net = nn.Sequential(nn.Linear(3, 4), nn.ReLU(), nn.Linear(4, 2))
+    sd = net.state_dict()
+    assert type(sd) is OrderedDict
+    obj = {"sd": sd, "plain": {"b": 1, "a": 2}, "nested": [OrderedDict([("z", OrderedDict(y=1)), ("a", {})])],
+           "sub": _MyDict(k=1)}
+    save(obj, tmp_path / "f")
+    out = load(tmp_path / "f")
+    assert type(out) is dict and type(out["sd"]) is OrderedDict and list(out["sd"]) == list(sd)
+    assert type(out["plain"]) is dict and list(out["plain"]) == ["b", "a"]
+    inner = out["nested"][0]
+    assert type(inner) is OrderedDict and type(inner["z"]) is OrderedDict and type(inner["a"]) is dict
+    assert type(out["sub"]) is dict and out["sub"] == {"k": 1}                  # other subclasses: their base
+    net2 = nn.Sequential(nn.LazyLinear(4), nn.ReLU(), nn.LazyLinear(2))
+    net2.load_state_dict(out["sd"])                                              # lazy model, from the file
+    _same(net2(tl.ones(1, 3)).detach(), net(tl.ones(1, 3)).detach())
+
+
+def test_version_1_files_still_load():
+    """tests/data/checkpoint_v1.tlz was written by tinylazy's format-1 writer (no checksums, no "odict": its
+    OrderedDict was saved as a dict). It loads through the same header checks."""
+    out = load(os.path.join(os.path.dirname(__file__), "data", "checkpoint_v1.tlz"))
+    w = np.arange(6, dtype=np.float32).reshape(2, 3) / 8
+    assert list(out) == ["model", "opt", "epoch", "arr", "s", "empty", "tied", "name"]
+    assert type(out["model"]) is dict and list(out["model"]) == ["0.weight", "0.bias"]
+    _same(out["model"]["0.weight"].detach(), w)
+    assert out["model"]["0.weight"].requires_grad and out["tied"][0] is not out["model"]["0.weight"]
+    assert out["tied"][0].array is out["model"]["0.weight"].array and out["tied"][1:] == (None, True)
+    _same(out["model"]["0.bias"], tl.tensor([0.5, -0.5]))
+    _same(out["opt"]["state"][0]["step"], tl.tensor(3.0))
+    assert out["opt"]["param_groups"] == [{"lr": 0.01, "betas": (0.9, 0.999), "params": [0, 1]}]
+    assert out["epoch"] == 7 and out["name"] == "v1" and out["s"] == np.float32(1.5)
+    _same(out["arr"], np.arange(5))
+    _same(out["empty"], np.zeros((0, 3)))
+
+
+def test_resaving_writes_the_current_version(tmp_path):
+    out = load(os.path.join(os.path.dirname(__file__), "data", "checkpoint_v1.tlz"))
+    save(out, tmp_path / "f")
+    assert (tmp_path / "f").read_bytes()[8:12] == serialization.VERSION.to_bytes(4, "little") == b"\2\0\0\0"
+    again = load(tmp_path / "f")
+    _same(again["model"]["0.weight"].detach(), out["model"]["0.weight"].detach())

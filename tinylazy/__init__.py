@@ -18,7 +18,7 @@ from .ops import *                      # noqa: F401,F403  (every op: tl.exp, tl
 from .ops import where, METHODS as _METHODS  # noqa: F401
 from .errors import ShapeError
 from . import cuda, utils, datasets
-from .serialization import save, load
+from .serialization import save, load, CheckpointError
 from .safetensors_io import save_safetensors, load_safetensors
 
 half, float, double, long, int = float16, float32, float64, int64, int32     # PyTorch's dtype aliases
