@@ -1,7 +1,8 @@
 """The rank side of tests/test_distributed.py: run under ``mpiexec -n N python tests/dist_worker.py SCENARIO...``.
 
-Each scenario runs on every rank and prints one line per rank, ``RESULT <name> <rank> ok|fail <detail>``;
-test_distributed.py launches the job, reads the lines and asserts that every rank said ok. A scenario that
+Each scenario runs on every rank and reports one JSON line per rank (name, rank, ok|fail, detail) into
+$TINYLAZY_DIST_RESULTS/rank-R.jsonl (or on stdout); test_distributed.py launches the job, reads the lines
+and asserts that every rank said ok. A scenario that
 fails is caught and reported so the others still run; the scenarios "abort_forward" and "timeout" end the
 whole job on purpose (their test reads stderr and the exit status instead).
 
@@ -9,6 +10,7 @@ The training scenarios compare N ranks of DistributedDataParallel (local batch B
 training the same model from the same initial values on the N batches concatenated (batch N*B).
 """
 import json
+import os
 import sys
 import time
 import traceback
@@ -384,6 +386,18 @@ def timeout():
     return "not reached"
 
 
+def report(line):
+    """One JSON line per scenario: into $TINYLAZY_DIST_RESULTS/rank-R.jsonl when set (mpiexec may interleave
+    the ranks' stdout mid-line), else on stdout."""
+    folder = os.environ.get("TINYLAZY_DIST_RESULTS")
+    if folder:
+        with open(os.path.join(folder, f"rank-{dist.get_rank()}.jsonl"), "a") as f:
+            f.write(line + "\n")
+    else:
+        sys.stdout.write("RESULT " + line + "\n")
+        sys.stdout.flush()
+
+
 def main(names):
     timeout_s = 3.0 if "timeout" in names else None
     dist.init_process_group("mpi", timeout=timeout_s)
@@ -396,8 +410,8 @@ def main(names):
         except Exception as e:
             status, detail = "fail", f"{type(e).__name__}: {e}\n{traceback.format_exc()}"
         seconds = time.perf_counter() - start
-        print(f"RESULT {name} {rank} {status} {json.dumps({'detail': detail, 'seconds': round(seconds, 2)})}",
-              flush=True)
+        report(json.dumps({"name": name, "rank": rank, "status": status, "detail": detail,
+                           "seconds": round(seconds, 2)}))
     dist.destroy_process_group()
 
 
