@@ -40,6 +40,7 @@ setup(
         "cuda12": ["cupy-cuda12x"],
         "test": ["pytest>=7", "pytest-benchmark>=4", "hypothesis>=6"],
         "bench": ["pytest-benchmark>=4", "threadpoolctl>=3"],
+        "mpi": ["mpi4py>=4", "mpich"],          # tinylazy.distributed: mpiexec and an MPI library, from wheels
     },
     cmdclass={"build_py": build_py_with_kernels},
 )

@@ -243,3 +243,22 @@ def test_importing_tinylazy_does_not_import_mpi():
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60,
                          env=dict(os.environ, PYTHONPATH=os.path.dirname(HERE)))
     assert out.stdout.split() == ["False", "False"], out.stderr
+
+
+@needs_mpi
+def test_the_demo_trains_data_parallel(tmp_path):
+    env = dict(os.environ, OMP_NUM_THREADS="1", OPENBLAS_NUM_THREADS="1", PYTHONPATH=os.path.dirname(HERE))
+    path = tmp_path / "ck.tl"
+    proc = subprocess.Popen([MPIEXEC, "-n", "2", sys.executable, "-m", "tinylazy.demo", "--distributed",
+                             "--model", "mlp", "--epochs", "1", "--save", str(path)], env=env, cwd=str(tmp_path),
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
+    try:
+        out, err = proc.communicate(timeout=120)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        pytest.fail("the distributed demo did not finish within 120 s")
+    assert proc.returncode == 0, err[-3000:]
+    assert out.count("test accuracy: ") == 1 and out.count("saved checkpoint") == 1, out   # rank 0 only
+    assert float(out.rsplit("test accuracy: ", 1)[1].split()[0]) > 0.5
+    state = tl.load(str(path))
+    assert state["epoch"] == 1 and "1.weight" in state["model"]            # the module's keys, not DDP's
