@@ -365,6 +365,58 @@ def sampler():
 
 
 @scenario
+def nccl_emulated():
+    """The "nccl" backend over tests/fake_nccl.py (NCCL's C arguments, performed with MPI on the host):
+    the unique id from rank 0, pointers, counts, datatypes and ops as NCCL would receive them."""
+    import fake_nccl
+    from tinylazy.distributed import _nccl
+    rank, world = dist.get_rank(), dist.get_world_size()
+    dist.destroy_process_group()
+    real, _nccl.import_nccl = _nccl.import_nccl, lambda: (fake_nccl.cupy, fake_nccl.nccl, 1)
+    try:
+        dist.init_process_group("nccl")
+        check(dist.get_backend() == "nccl" and dist.get_rank() == rank, "the nccl group has another rank")
+        dev = fake_nccl._wrap
+
+        t = tl.Tensor(dev(np.arange(6, dtype=np.float32).reshape(2, 3) * (rank + 1)))
+        dist.all_reduce(t, op=dist.ReduceOp.AVG)
+        mean = np.mean(np.arange(1, world + 1))
+        check(np.allclose(t.array, np.arange(6).reshape(2, 3) * mean), f"AVG gave {t.array}")
+        for op, expect in ((dist.ReduceOp.SUM, sum(range(world))), (dist.ReduceOp.MAX, world - 1),
+                           (dist.ReduceOp.MIN, 0)):
+            i = tl.Tensor(dev(np.full(4, rank, np.int64)))
+            dist.all_reduce(i, op=op)
+            check(np.all(i.array == expect), f"int64 {op} gave {i.array}")
+        whole = dev(np.zeros((3, 4)) + rank)
+        dist.all_reduce(tl.Tensor(whole[:, 1]))          # a non-contiguous column, through a temporary
+        check(np.all(whole[:, 1] == sum(range(world))) and np.all(whole[:, 0] == rank), f"column gave {whole}")
+        b = tl.Tensor(dev(np.full(5, float(rank), np.float64)))
+        dist.broadcast(b, src=world - 1)
+        check(np.all(b.array == world - 1), f"broadcast gave {b.array}")
+        flags = tl.Tensor(dev(np.array([rank == 0, False])))
+        dist.all_reduce(flags)
+        check(flags.array.tolist() == [True, False], f"bool gave {flags.array}")
+        outs = [tl.Tensor(dev(np.zeros(2, np.float16))) for _ in range(world)]
+        dist.all_gather(outs, tl.Tensor(dev(np.array([rank, -rank], np.float16))))
+        check([o.array.tolist() for o in outs] == [[r, -r] for r in range(world)], f"all_gather gave {outs}")
+        try:
+            dist.all_reduce(tl.ones(3))
+            raise AssertionError("a cpu tensor was accepted by the nccl backend")
+        except dist.DistributedError as e:
+            check("'nccl' backend reduces cuda tensors" in str(e), f"unclear error: {e}")
+        kinds = {(name, count, dtype) for name, count, dtype in fake_nccl.calls}
+        check(("allReduce", 6, fake_nccl.NCCL_FLOAT32) in kinds and ("bcast", 5, fake_nccl.NCCL_FLOAT64) in kinds
+              and ("allGather", 2, fake_nccl.NCCL_FLOAT16) in kinds, f"unexpected NCCL calls {sorted(kinds)}")
+        dist.barrier()
+        dist.destroy_process_group()
+    finally:
+        _nccl.import_nccl = real
+        if not dist.is_initialized():
+            dist.init_process_group("mpi")
+    return f"{len(fake_nccl.calls)} NCCL calls, all as expected"
+
+
+@scenario
 def abort_forward():
     """Rank 1 raises in its third forward: the job must end (MPI_Abort) with a message, not hang."""
     rank = dist.get_rank()

@@ -32,8 +32,9 @@ needs_mpi = pytest.mark.skipif(not HAVE_MPI, reason="mpi4py or mpiexec is not in
                                                     "(pip install mpi4py mpich, or pip install -e '.[mpi]')")
 
 SCENARIOS = ["collectives", "train_mlp", "train_lenet", "batchnorm_buffers", "no_sync_accumulation",
-             "shared_and_unused", "buckets_overlap", "mismatch", "sampler"]
-ODD = ["collectives", "train_mlp", "no_sync_accumulation", "shared_and_unused", "mismatch", "sampler"]
+             "shared_and_unused", "buckets_overlap", "mismatch", "sampler", "nccl_emulated"]
+ODD = ["collectives", "train_mlp", "no_sync_accumulation", "shared_and_unused", "mismatch", "sampler",
+       "nccl_emulated"]
 
 
 def launch(n, scenarios, timeout=120, results_dir=None):
