@@ -76,7 +76,7 @@ def data(steps, batch, shape, dtype, seed=7):
     return X, y
 
 
-def train_pair(build, opt_kind, dtype, steps=3, batch=4, shape=(1, 12, 12)):
+def train_pair(build, opt_kind, dtype, steps=3, batch=4, shape=(1, 12, 12), set_to_none=True):
     """Train DDP (this rank's slice) and, on the side, a single-process copy on the whole batch; return the
     largest relative difference of the final parameters and the DDP parameters (flattened)."""
     rank, world = dist.get_rank(), dist.get_world_size()
@@ -92,7 +92,7 @@ def train_pair(build, opt_kind, dtype, steps=3, batch=4, shape=(1, 12, 12)):
         if s == 0:                                 # the synchronized initial values, before any update
             ref.load_state_dict(ddp.module.state_dict())
         loss = F.cross_entropy(out, tl.tensor(y[s][mine]))
-        opt.zero_grad()
+        opt.zero_grad(set_to_none=set_to_none)     # False: backward adds into last step's bucket slices
         loss.backward()
         opt.step()
         ref_loss = F.cross_entropy(ref(tl.tensor(X[s])), tl.tensor(y[s]))
@@ -169,7 +169,9 @@ def train_mlp():
                                 f"(relative), tolerance {tol:g}")
             same_on_all_ranks(flat, f"MLP {opt_kind} {np.dtype(dtype)}")
             lines.append(f"{opt_kind}/{np.dtype(dtype)} {worst:.2g}")
-    return ", ".join(lines)
+    worst, flat = train_pair(mlp, "sgd", np.float64, set_to_none=False)
+    check(worst <= 1e-12, f"MLP sgd, zero_grad(set_to_none=False): DDP vs one process differ by {worst:.3g}")
+    return ", ".join(lines) + f", sgd/float64/zeroed in place {worst:.2g}"
 
 
 @scenario

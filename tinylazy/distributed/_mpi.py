@@ -127,15 +127,21 @@ class MPIGroup:
         Testall = self.MPI.Request.Testall
         if Testall(requests):
             return
-        deadline = time.monotonic() + self.timeout
+        # MPI moves a started collective along only while it is called, so spin on Testall as MPI's own
+        # Wait would (a sleep between polls would stall a large message between its chunks); after a
+        # second of waiting (some rank is late), poll less often. Past the deadline, end the job.
+        start = time.monotonic()
+        deadline, patient = start + self.timeout, start + 1.0
         polls = 0
         while not Testall(requests):
             polls += 1
-            if polls > 200:                   # the first polls spin; then yield the core between polls
-                time.sleep(0.0002)
-                if time.monotonic() > deadline:
+            if polls % 1024 == 0:
+                now = time.monotonic()
+                if now > deadline:
                     self.abort(f"{what} did not complete within {self.timeout:g} s: another rank stopped "
                                "taking part (it raised, exited or hangs)")
+                if now > patient:
+                    time.sleep(0.001)
 
     def abort(self, message):
         """Print `message` (naming this rank) and end every process of the job: MPI_Abort."""

@@ -6,12 +6,15 @@ Each bucket owns one flat array: its parameters' gradients laid end to end, then
 parameter (1 where this rank has a gradient).
 
 During a backward pass that follows a synchronizing forward, each parameter's post-accumulate-grad hook
-marks it ready; when a bucket's last parameter is ready, its gradients are copied into the flat array and
-a non-blocking all-reduce (AVG) of the whole bucket starts, while autograd goes on with earlier layers.
-When backward ends (autograd's end callback), buckets that never filled (parameters this rank did not use)
-are sent with zeros, every all-reduce is waited for, and the averages are written back into `.grad`. A
-parameter that no rank used keeps `grad=None` on every rank (all present flags were 0); one that some rank
-used gets the average on every rank, so the ranks stay identical.
+marks it ready; when a bucket's last parameter is ready, its gradients divided by the world size are
+written into the flat array (one pass) and a non-blocking all-reduce (sum) of the whole bucket starts,
+while autograd goes on with earlier layers. When backward ends (autograd's end callback), buckets that
+never filled (parameters this rank did not use) are sent with zeros, every all-reduce is waited for, and
+each parameter's `.grad` becomes its slice of the flat array, now the average (PyTorch's
+`gradient_as_bucket_view`: no copy back; the next synchronizing backward reuses the array, so a `.grad`
+tensor kept from an earlier step changes). A parameter that no rank used keeps its `.grad` (None) on every
+rank (all present flags were 0); one that some rank used gets the average on every rank, so the ranks stay
+identical.
 """
 from ... import autograd, backend
 from ...tensor import Tensor
@@ -19,42 +22,43 @@ from ... import distributed as dist
 
 
 class Bucket:
-    __slots__ = ("params", "offsets", "flat", "ready", "work")
+    """Parameters whose gradients travel together in one flat array; `views[k]` is parameter k's slice,
+    shaped like it, which becomes its `.grad` after the all-reduce (no copy back)."""
+    __slots__ = ("params", "flat", "views", "flags", "ready", "work")
 
     def __init__(self, params):
         self.params = params
-        self.offsets, n = [], 0
-        for p in params:
-            self.offsets.append(n)
-            n += p.array.size
+        n = sum(p.array.size for p in params)
         first = params[0].array
         self.flat = backend.empty((n + len(params),), first.dtype, backend.device_of(first))
+        self.views, off = [], 0
+        for p in params:
+            self.views.append(self.flat[off:off + p.array.size].reshape(p.array.shape))
+            off += p.array.size
+        self.flags = self.flat[n:]
         self.ready, self.work = set(), None
 
-    def fill(self):
-        """Copy the gradients (zeros where none) and the present flags into the flat array."""
-        flat, n = self.flat, len(self.params)
-        flags = flat[flat.size - n:]
-        for k, (p, off) in enumerate(zip(self.params, self.offsets)):
-            size = p.array.size
-            if p.grad is None:
-                flat[off:off + size] = 0
-                flags[k] = 0
+    def fill(self, world):
+        """Gradient / world into each slice (in place when the gradient already is the slice), 1 into its
+        flag; zeros and flag 0 for a parameter that got no gradient in this backward."""
+        xp = backend.xp_of(self.flat)
+        for k, p in enumerate(self.params):
+            view, g = self.views[k], p.grad
+            if g is not None and id(p) in self.ready:
+                xp.divide(g.array, world, out=view)
+                self.flags[k] = 1
             else:
-                flat[off:off + size] = p.grad.array.reshape(-1)
-                flags[k] = 1
+                if g is not None and g.array is view:       # keep the old gradient: the slice is reused
+                    p.grad = Tensor(view.copy())
+                view[...] = 0
+                self.flags[k] = 0
 
     def write_back(self):
-        flat, n = self.flat, len(self.params)
-        flags = backend.to_device(flat[flat.size - n:], "cpu")        # (one host copy on a GPU)
-        for k, (p, off) in enumerate(zip(self.params, self.offsets)):
-            if flags[k] == 0:                 # no rank has a gradient for it
-                continue
-            avg = flat[off:off + p.array.size].reshape(p.array.shape)
-            if p.grad is None:
-                p.grad = Tensor(avg.copy())
-            else:
-                p.grad.array[...] = avg
+        """Each parameter that some rank has a gradient for gets its slice, now the average, as `.grad`."""
+        flags = backend.to_device(self.flags, "cpu")      # (one small host copy on a GPU)
+        for k, p in enumerate(self.params):
+            if flags[k] != 0 and (p.grad is None or p.grad.array is not self.views[k]):
+                p.grad = Tensor(self.views[k])
 
 
 class Reducer:
@@ -99,8 +103,8 @@ class Reducer:
 
     def _start(self, bucket):
         try:
-            bucket.fill()
-            bucket.work = self.group.all_reduce(bucket.flat, dist.ReduceOp.AVG)
+            bucket.fill(self.group.size)
+            bucket.work = self.group.all_reduce(bucket.flat, dist.ReduceOp.SUM)     # of gradient / world
             for b in self.buckets:            # MPI moves started messages along only when it is called
                 if b.work is not None and b is not bucket:
                     b.work.is_completed()
