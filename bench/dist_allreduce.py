@@ -12,7 +12,8 @@
    under `no_sync()` (the compute alone: no all-reduce at all). "Exposed communication" is the difference;
    compared with the all-reduce alone (1.), the rest was hidden behind backward.
 
-The two measurements alternate round by round, after a barrier, and the tables give medians. Each rank
+The measurements are interleaved, in a new shuffled order each round (the same on every rank), each after
+a barrier, and the tables give medians. Each rank
 is one process; on a machine with fewer free cores than ranks, the ranks also compete for the CPU.
 """
 import argparse
@@ -65,19 +66,19 @@ def bandwidth(width, cap_mb, rounds, comm, MPI):
         MPI.Request.Waitall([comm.Iallreduce(MPI.IN_PLACE, b.flat) for b in reducer.buckets])
     ours(), raw(), raw_nonblocking()               # warm up
     t_ours, t_raw, t_nb = [], [], []
+    order = np.random.default_rng(1)               # the same order on every rank: they must call alike
     for _ in range(rounds):
-        t_ours.append(timed(ours, comm))
-        t_raw.append(timed(raw, comm))
-        t_nb.append(timed(raw_nonblocking, comm))
+        for k in order.permutation(3):
+            [t_ours, t_raw, t_nb][k].append(timed([ours, raw, raw_nonblocking][k], comm))
     mo, mr, mn = statistics.median(t_ours), statistics.median(t_raw), statistics.median(t_nb)
     return {"width": width, "cap_mb": cap_mb, "buckets": len(reducer.buckets), "MB": nbytes / 1e6,
             "ours_ms": mo * 1e3, "raw_ms": mr * 1e3, "nb_ms": mn * 1e3, "ours_GBps": nbytes / mo / 1e9,
             "raw_GBps": nbytes / mr / 1e9, "ratio": mr / mo, "nb_ratio": mn / mo}
 
 
-def overlap(width, batch, rounds, comm):
+def overlap(width, batch, cap_mb, rounds, comm):
     tl.manual_seed(0)
-    ddp = DDP(mlp(width))
+    ddp = DDP(mlp(width), bucket_cap_mb=cap_mb)
     opt = optim.SGD(ddp.parameters(), lr=1e-3)
     rng = np.random.default_rng(dist.get_rank())
     X = tl.tensor(rng.standard_normal((batch, 784)).astype(np.float32))
@@ -93,10 +94,12 @@ def overlap(width, batch, rounds, comm):
             step()
     step(), compute_only()
     t_ddp, t_compute = [], []
+    order = np.random.default_rng(2)
     for _ in range(rounds):
-        t_ddp.append(timed(step, comm))
-        t_compute.append(timed(compute_only, comm))
-    return {"width": width, "batch": batch, "ddp_ms": statistics.median(t_ddp) * 1e3,
+        for k in order.permutation(2):
+            [t_ddp, t_compute][k].append(timed([step, compute_only][k], comm))
+    return {"width": width, "batch": batch, "cap_mb": cap_mb, "buckets": len(ddp.reducer.buckets),
+            "ddp_ms": statistics.median(t_ddp) * 1e3,
             "compute_ms": statistics.median(t_compute) * 1e3}
 
 
@@ -104,16 +107,18 @@ def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--rounds", type=int, default=30)
     ap.add_argument("--out", default="bench/results")
+    ap.add_argument("--tag", default="", help="appended to the result file's name")
     ap.add_argument("--note", default="", help="a line about the machine's state, written under the tables")
     args = ap.parse_args()
     dist.init_process_group("mpi")
     comm, MPI = dist.group().comm, dist.group().MPI
     rows = [bandwidth(w, cap, args.rounds, comm, MPI) for w, cap in ((256, 25), (1024, 25), (1024, 1), (2048, 25))]
-    steps = [overlap(w, b, args.rounds, comm) for w, b in ((1024, 64), (2048, 64))]
+    steps = [overlap(w, b, cap, args.rounds, comm) for w, b, cap in ((1024, 64, 25), (1024, 64, 1), (2048, 64, 25),
+                                                                      (2048, 64, 4))]
     if dist.get_rank() != 0:
         return
     for s in steps:
-        match = next(r for r in rows if r["width"] == s["width"] and r["cap_mb"] == 25)
+        match = next(r for r in rows if r["width"] == s["width"] and r["cap_mb"] == 25)   # all gradients, 1 bucket
         s["exposed_ms"] = s["ddp_ms"] - s["compute_ms"]
         s["allreduce_ms"] = match["ours_ms"]
     now = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
@@ -129,15 +134,21 @@ def main():
                      f"{r['raw_ms']:.2f} ms | {r['nb_ms']:.2f} ms | {r['ours_GBps']:.2f} | {r['raw_GBps']:.2f} | "
                      f"{r['ratio']:.0%} | {r['nb_ratio']:.0%} |")
     lines += ["", "## A training step (batch per rank, SGD): DDP vs the same step under no_sync() (compute alone)",
-              "", "| W | batch/rank | DDP step | compute alone | exposed communication | all-reduce alone |",
-              "| --- | --- | --- | --- | --- | --- |"]
+              "", "| W | batch/rank | bucket cap | buckets | DDP step | compute alone | exposed communication | "
+              "all-reduce alone |", "| --- | --- | --- | --- | --- | --- | --- | --- |"]
     for s in steps:
-        lines.append(f"| {s['width']} | {s['batch']} | {s['ddp_ms']:.2f} ms | {s['compute_ms']:.2f} ms | "
+        lines.append(f"| {s['width']} | {s['batch']} | {s['cap_mb']} MiB | {s['buckets']} | {s['ddp_ms']:.2f} ms | "
+                     f"{s['compute_ms']:.2f} ms | "
                      f"{s['exposed_ms']:.2f} ms | {s['allreduce_ms']:.2f} ms |")
+    progress = os.environ.get("MPICH_ASYNC_PROGRESS", "unset")
+    lines += ["", f"MPICH_ASYNC_PROGRESS={progress}: " + (
+        "a progress thread per rank advances started all-reduces while Python computes." if progress == "1" else
+        "no progress thread: MPI advances a started all-reduce only inside MPI calls (when the next bucket "
+        "starts, and in the final wait).")]
     text = "\n".join(lines) + "\n"
     print(text)
     os.makedirs(args.out, exist_ok=True)
-    path = os.path.join(args.out, f"dist-cpu-{now[:10]}.md")
+    path = os.path.join(args.out, f"dist-cpu-{now[:10]}{args.tag}.md")
     with open(path, "w") as f:
         f.write(text)
     print(f"written to {path}")
