@@ -122,7 +122,8 @@ def main():
         s["exposed_ms"] = s["ddp_ms"] - s["compute_ms"]
         s["allreduce_ms"] = match["ours_ms"]
     now = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
-    lines = [f"# DDP on the CPU, {dist.get_world_size()} ranks over MPI ({MPI.Get_library_version().split(chr(10))[0].strip()})",
+    library = MPI.Get_library_version().splitlines()[0].strip()
+    lines = [f"# DDP on the CPU, {dist.get_world_size()} ranks over MPI ({library})",
              "", f"{now}, `bench/dist_allreduce.py --rounds {args.rounds}`, OMP_NUM_THREADS="
              f"{os.environ.get('OMP_NUM_THREADS', 'unset')}, {os.cpu_count()} cores. {args.note}", "",
              "## All-reduce of an MLP's float32 gradients (784-W-W-10): tinylazy's bucketed path vs raw mpi4py",

@@ -333,6 +333,19 @@ def mismatch():
     check(net.has_uninitialized_params(), "a failed first forward left parameters materialized")
     out = ddp(tl.ones(2, 4, dtype=tl.float64))
     check(out.dtype == tl.float64 and net[0].weight.shape == (3, 4), "the matching call did not materialize")
+
+    class Branchy(nn.Module):                        # a layer the first call does not reach
+        def __init__(self):
+            super().__init__()
+            self.a, self.b = nn.LazyLinear(2), nn.LazyLinear(2)
+
+        def forward(self, x):
+            return self.a(x)
+    try:
+        DDP(Branchy())(tl.ones(1, 3))
+        raise AssertionError("no error for a layer the first call did not reach")
+    except dist.DistributedError as e:
+        check("did not reach b.weight, b.bias" in str(e), f"unclear error: {e}")
     return "ShapeError on every rank; rolled back"
 
 

@@ -16,8 +16,9 @@ import itertools
 import numpy as np
 
 from . import backend
-from ._grad_hooks import (_post_hooks, _end_callbacks, _hooked_leaves, _leaf_edge_done, _flush_post_hooks,  # noqa: F401
-                          _run_post_hooks, _run_end_callbacks, register_post_accumulate_grad_hook, queue_callback)
+from ._grad_hooks import (_post_hooks, _end_callbacks, _hooked_leaves, _leaf_edge_done,  # noqa: F401
+                          _flush_post_hooks, _run_post_hooks, _run_end_callbacks,
+                          register_post_accumulate_grad_hook, queue_callback)
 
 Tensor = None          # set by tensor.py: the engine wraps results in this class
 
@@ -215,12 +216,13 @@ def backward(tensor, gradient=None, retain_graph=False):
         if grad.dtype != data.dtype:
             grad = grad.astype(data.dtype)
     root = tensor.grad_fn
-    _end_callbacks.clear()                # what a failed earlier backward left queued
+    if _end_callbacks:
+        _end_callbacks.clear()            # what a failed earlier backward left queued
     if root is None:                      # a leaf: its gradient is `grad` itself
         _accumulate_leaf(tensor, grad, fresh=False)
         if _post_hooks:
             _run_post_hooks(tensor)
-        _run_end_callbacks()
+            _run_end_callbacks()
         return
     hooked = _hooked_leaves(root) if _post_hooks else None    # id(leaf) -> [edges left, leaf, got a grad]
     pending = {root: _seed(root, tensor._out_index, grad)}   # node -> the gradient summed so far
@@ -280,7 +282,8 @@ def backward(tensor, gradient=None, retain_graph=False):
             node._release()
     if hooked:
         _flush_post_hooks(hooked)
-    _run_end_callbacks()
+    if _end_callbacks:
+        _run_end_callbacks()
 
 
 def _backward_multi(node, grads):

@@ -80,6 +80,9 @@ class DistributedDataParallel(Module):
         return super().__call__(*args, **kwargs)
 
     def forward(self, *inputs, **kwargs):
+        if self.reducer is None:
+            raise RuntimeError("DistributedDataParallel: call the wrapper (ddp(x)), not ddp.forward(x): the "
+                               "first call agrees on the sizes and broadcasts rank 0's values")
         group = self.group
         try:
             if self.broadcast_buffers and group.size > 1:
@@ -135,6 +138,12 @@ class DistributedDataParallel(Module):
         if module.has_uninitialized_params():
             device, dtype = _placement(module, args)
             _trace(module, args, keep=True, device=device, dtype=dtype)
+        still = [n for n, t in list(module.named_parameters()) + list(module.named_buffers()) if is_lazy(t)]
+        if still:                             # the same on every rank: their shapes agreed, None included
+            raise dist.DistributedError(
+                f"DistributedDataParallel: the first forward did not reach {', '.join(still[:5])}"
+                f"{', ...' if len(still) > 5 else ''}, which stay lazy; every parameter must be materialized by "
+                "the first call (or call module.materialize(example) before wrapping it)")
         tensors = list(module.parameters()) + list(module.buffers())
         self._broadcast(tensors)
         params = [p for p in module.parameters() if p.requires_grad]
@@ -151,8 +160,9 @@ class DistributedDataParallel(Module):
                 where = lazy.describe(self.module.get_submodule(layer)) if layer else "the model"
                 sizes = ", ".join(f"rank {r}: {_fmt(s)}" for r, s in enumerate(seen))
                 raise ShapeError(f"DistributedDataParallel: the ranks inferred different sizes for {where}, "
-                                 f"parameter 'module.{name}': {sizes}. Every rank must give the model inputs with the same "
-                                 "feature sizes; nothing was materialized (the model is lazy again on every rank)")
+                                 f"parameter 'module.{name}': {sizes}. Every rank must give the model inputs "
+                                 "with the same feature sizes; nothing was materialized (the model is lazy again "
+                                 "on every rank)")
 
     def _broadcast(self, tensors):
         works = [dist.broadcast(t, 0, async_op=True) for t in tensors]
