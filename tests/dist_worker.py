@@ -469,6 +469,12 @@ def main(names):
     timeout_s = 3.0 if "timeout" in names else None
     dist.init_process_group("mpi", timeout=timeout_s)
     rank = dist.get_rank()
+    expect = int(os.environ.get("TINYLAZY_DIST_EXPECT_WORLD") or dist.get_world_size())
+    if dist.get_world_size() != expect:
+        names = []                    # every process thinks it is alone: report that instead of the scenarios
+        report(json.dumps({"name": "launch", "rank": rank, "status": "fail", "detail": (
+            f"mpiexec started {expect} processes but MPI says the world has {dist.get_world_size()}: the "
+            "mpiexec found and mpi4py's MPI library are different MPIs"), "seconds": 0}))
     for name in names:
         start = time.perf_counter()
         try:

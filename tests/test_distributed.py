@@ -26,8 +26,29 @@ import helpers
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 WORKER = os.path.join(HERE, "dist_worker.py")
-MPIEXEC = shutil.which("mpiexec")
-HAVE_MPI = MPIEXEC is not None and importlib.util.find_spec("mpi4py") is not None
+
+
+def _mpiexec():
+    """[mpiexec, flags]: the one beside this Python first (the mpich wheel's, matching mpi4py's library), else
+    the first on PATH; Open MPI's needs --oversubscribe (2 cores, 3 ranks) and, as root, --allow-run-as-root."""
+    beside = os.path.join(os.path.dirname(sys.executable), "mpiexec")
+    path = beside if os.access(beside, os.X_OK) else shutil.which("mpiexec")
+    if path is None:
+        return None
+    try:
+        version = subprocess.run([path, "--version"], capture_output=True, text=True, timeout=30).stdout
+    except (OSError, subprocess.SubprocessError):
+        return None
+    flags = []
+    if "Open MPI" in version or "OpenRTE" in version:
+        flags.append("--oversubscribe")
+        if hasattr(os, "geteuid") and os.geteuid() == 0:
+            flags.append("--allow-run-as-root")
+    return [path] + flags
+
+
+MPIEXEC = _mpiexec() if importlib.util.find_spec("mpi4py") is not None else None
+HAVE_MPI = MPIEXEC is not None
 needs_mpi = pytest.mark.skipif(not HAVE_MPI, reason="mpi4py or mpiexec is not installed "
                                                     "(pip install mpi4py mpich, or pip install -e '.[mpi]')")
 
@@ -42,7 +63,8 @@ def launch(n, scenarios, timeout=120, results_dir=None):
     `timeout` is killed (its whole process group) and reported as a failure."""
     env = dict(os.environ, OMP_NUM_THREADS="1", OPENBLAS_NUM_THREADS="1", MKL_NUM_THREADS="1",
                PYTHONPATH=os.path.dirname(HERE), TINYLAZY_DIST_RESULTS=results_dir or "")
-    proc = subprocess.Popen([MPIEXEC, "-n", str(n), sys.executable, WORKER, *scenarios], env=env,
+    env["TINYLAZY_DIST_EXPECT_WORLD"] = str(n)
+    proc = subprocess.Popen(MPIEXEC + ["-n", str(n), sys.executable, WORKER, *scenarios], env=env,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
     try:
         out, err = proc.communicate(timeout=timeout)
@@ -76,6 +98,8 @@ def three_ranks():
 
 
 def assert_all_ok(run, name, n):
+    launch_error = run["found"].get(("launch", 0))
+    assert launch_error is None, launch_error[1]
     for rank in range(n):
         got = run["found"].get((name, rank))
         assert got is not None, (f"rank {rank} reported nothing for {name} (exit status {run['code']})\n"
@@ -250,7 +274,7 @@ def test_importing_tinylazy_does_not_import_mpi():
 def test_the_demo_trains_data_parallel(tmp_path):
     env = dict(os.environ, OMP_NUM_THREADS="1", OPENBLAS_NUM_THREADS="1", PYTHONPATH=os.path.dirname(HERE))
     path = tmp_path / "ck.tl"
-    proc = subprocess.Popen([MPIEXEC, "-n", "2", sys.executable, "-m", "tinylazy.demo", "--distributed",
+    proc = subprocess.Popen(MPIEXEC + ["-n", "2", sys.executable, "-m", "tinylazy.demo", "--distributed",
                              "--model", "mlp", "--epochs", "1", "--save", str(path)], env=env, cwd=str(tmp_path),
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
     try:
