@@ -41,6 +41,7 @@ setup(
         "safetensors": ["safetensors>=0.4"],
         "test": ["pytest>=7", "pytest-benchmark>=4", "hypothesis>=6", "safetensors>=0.4"],
         "bench": ["pytest-benchmark>=4", "threadpoolctl>=3"],
+        "mpi": ["mpi4py>=4", "mpich"],          # tinylazy.distributed: mpiexec and an MPI library, from wheels
     },
     cmdclass={"build_py": build_py_with_kernels},
 )

@@ -16,6 +16,9 @@ import itertools
 import numpy as np
 
 from . import backend
+from ._grad_hooks import (_post_hooks, _end_callbacks, _hooked_leaves, _leaf_edge_done,  # noqa: F401
+                          _flush_post_hooks, _run_post_hooks, _run_end_callbacks,
+                          register_post_accumulate_grad_hook, queue_callback)
 
 Tensor = None          # set by tensor.py: the engine wraps results in this class
 
@@ -213,9 +216,15 @@ def backward(tensor, gradient=None, retain_graph=False):
         if grad.dtype != data.dtype:
             grad = grad.astype(data.dtype)
     root = tensor.grad_fn
+    if _end_callbacks:
+        _end_callbacks.clear()            # what a failed earlier backward left queued
     if root is None:                      # a leaf: its gradient is `grad` itself
         _accumulate_leaf(tensor, grad, fresh=False)
+        if _post_hooks:
+            _run_post_hooks(tensor)
+            _run_end_callbacks()
         return
+    hooked = _hooked_leaves(root) if _post_hooks else None    # id(leaf) -> [edges left, leaf, got a grad]
     pending = {root: _seed(root, tensor._out_index, grad)}   # node -> the gradient summed so far
     owned = {root} if gradient is None else set()      # nodes whose pending gradient only the engine holds
     ready = [(-root._seq, root)]          # nodes with a gradient, newest first (a heap on -sequence number)
@@ -248,6 +257,8 @@ def backward(tensor, gradient=None, retain_graph=False):
             fn = t.grad_fn
             if fn is None:
                 _accumulate_leaf(t, g, own)
+                if hooked is not None and id(t) in hooked:
+                    _leaf_edge_done(hooked[id(t)])
             elif fn._nout == 1:
                 prev = pending.get(fn)
                 if prev is None:
@@ -269,6 +280,10 @@ def backward(tensor, gradient=None, retain_graph=False):
                 slots[k] = g if slots[k] is None else slots[k] + g
         if not retain_graph:
             node._release()
+    if hooked:
+        _flush_post_hooks(hooked)
+    if _end_callbacks:
+        _run_end_callbacks()
 
 
 def _backward_multi(node, grads):

@@ -2,6 +2,7 @@
 
     python -m tinylazy.demo [--model lenet|mlp] [--device cpu|cuda] [--epochs N] [--batch-size B]
                             [--lr LR] [--full] [--save PATH] [--resume PATH]
+    mpiexec -n 2 python -m tinylazy.demo --distributed      (data-parallel, see tinylazy.distributed)
 
 Every layer is lazy: the model is written without a single input size. The demo prints it before and
 after the first forward (the sizes appear), a summary table, then trains with a progress line and ends
@@ -14,7 +15,7 @@ import time
 import tinylazy as tl
 from tinylazy import nn, optim
 from tinylazy.datasets import FashionMNIST
-from tinylazy.utils.data import DataLoader
+from tinylazy.utils.data import DataLoader, DistributedSampler
 
 
 def lenet():
@@ -53,6 +54,8 @@ def parse_args(argv):
     p.add_argument("--save", metavar="PATH", help="write a checkpoint (model name, model, optimizer, epoch) after training")
     p.add_argument("--resume", metavar="PATH", help="start from a checkpoint written by --save (with the same --model)")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--distributed", action="store_true", help="data-parallel over the ranks of mpiexec -n N "
+                   "(MPI for cpu, NCCL for cuda); rank 0 prints and writes the checkpoint")
     return p.parse_args(argv)
 
 
@@ -139,14 +142,21 @@ def main(argv=None):
     state = load_checkpoint(args.resume, args.model, device) if args.resume else None
     train, test = load_data(args.full)
     tl.manual_seed(args.seed)
+    rank, sampler = 0, None
+    if args.distributed:
+        device, rank = start_distributed(device)
     print(f"data: {train.describe()}; {len(train)} train / {len(test)} test images")
-    train_loader = DataLoader(train, batch_size=args.batch_size, shuffle=True, device=device)
+    if args.distributed:
+        sampler = DistributedSampler(train, seed=args.seed)         # this rank's share of every epoch
+    train_loader = DataLoader(train, batch_size=args.batch_size, shuffle=sampler is None, sampler=sampler,
+                              device=device)
     test_loader = DataLoader(test, batch_size=512, device=device)
 
     net = MODELS[args.model]()
     print("\nthe model as written (every size still unknown):")
     print(net)
     optimizer = optim.Adam(net.parameters(), lr=args.lr)     # built before the first forward: rule 12
+    model = nn.parallel.DistributedDataParallel(net) if args.distributed else net
 
     X0, _ = next(iter(train_loader))
     start = 0                                                # epochs already trained
@@ -160,7 +170,7 @@ def main(argv=None):
         start = int(state.get("epoch", 0))
         print(f"\nresumed from {args.resume} (epoch {start})")
     else:
-        net(X0[:2])                                          # the first forward infers every size
+        model(X0[:2])                                        # the first forward infers every size
     print("\nafter the first forward:")
     print(net)
     print()
@@ -170,9 +180,11 @@ def main(argv=None):
     print()
     for epoch in range(start + 1, start + args.epochs + 1):
         progress = Progress(epoch, start + args.epochs, len(train_loader))
+        if sampler is not None:
+            sampler.set_epoch(epoch)
         running = 0.0
         for i, (X, y) in enumerate(train_loader, 1):
-            loss = nn.functional.cross_entropy(net(X), y)
+            loss = nn.functional.cross_entropy(model(X), y)
             optimizer.zero_grad()
             loss.backward()
             optimizer.step()
@@ -184,11 +196,23 @@ def main(argv=None):
         progress.finish(len(train_loader), running,
                         f", {len(train) / seconds:.0f} images/s, test acc {evaluate(net, test_loader):.4f}")
 
-    if args.save:
+    if args.save and rank == 0:
         tl.save({"model_name": args.model, "model": net.state_dict(), "optimizer": optimizer.state_dict(),
                  "epoch": start + args.epochs}, args.save)
         print(f"saved checkpoint to {args.save}")
     print(f"test accuracy: {evaluate(net, test_loader):.4f}")
+
+
+def start_distributed(device):
+    """Join the job (NCCL for cuda, MPI for cpu); ranks other than 0 print nothing. (device, rank)."""
+    import os
+    import tinylazy.distributed as dist
+    dist.init_process_group("nccl" if device.type == "cuda" else "mpi")
+    if device.type == "cuda":
+        device = tl.device(f"cuda:{dist.group().device_id}")         # this rank's GPU
+    if dist.get_rank() != 0:
+        sys.stdout = open(os.devnull, "w")
+    return device, dist.get_rank()
 
 
 if __name__ == "__main__":

@@ -184,6 +184,10 @@ class Tensor:
             raise NotImplementedError("backward(create_graph=True): tinylazy computes first-order gradients only")
         autograd.backward(self, gradient, retain_graph)
 
+    def register_post_accumulate_grad_hook(self, hook):
+        """`hook(tensor)` runs after backward has accumulated this leaf's whole gradient (see autograd)."""
+        return autograd.register_post_accumulate_grad_hook(self, hook)
+
     def detach(self):
         """The same data, cut from the graph."""
         return Tensor(self.array)

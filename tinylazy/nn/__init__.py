@@ -9,6 +9,7 @@ from .module import Module
 from . import init, functional
 from .layers import *                   # noqa: F401,F403
 from .layers import __all__ as _layers
+from . import parallel                  # noqa: E402  (DistributedDataParallel; imports no MPI)
 
 __all__ = ("Module", "Parameter", "Buffer", "UninitializedParameterError", "ShapeError", "is_lazy", "init",
            "functional") + _layers

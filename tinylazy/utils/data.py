@@ -21,8 +21,10 @@ import numpy as np
 
 from .. import backend
 from ..tensor import Tensor
+from ._samplers import Sampler, DistributedSampler
 
-__all__ = ["Dataset", "TensorDataset", "Subset", "random_split", "DataLoader", "default_collate"]
+__all__ = ["Dataset", "TensorDataset", "Subset", "random_split", "DataLoader", "default_collate", "Sampler",
+           "DistributedSampler"]
 
 
 # --- datasets --------------------------------------------------------------------------------------
@@ -264,6 +266,8 @@ class DataLoader:
             off the TensorDataset fast path, since it expects samples.
         device: move every tensor of each batch to this device (``"cpu"``, ``"cuda"``, ``"cuda:1"``).
         generator: a `numpy.random.Generator` to draw the permutations from instead of tinylazy's.
+        sampler: an iterable of indices with a length (e.g. `DistributedSampler`) that decides the order
+            instead of `shuffle` (the two are exclusive, as in PyTorch).
         num_workers, pin_memory: accepted so PyTorch code runs unchanged; tinylazy always loads in the main
             process (the fast path gathers a batch with one fancy index, which workers would not speed up).
 
@@ -272,7 +276,7 @@ class DataLoader:
     """
 
     def __init__(self, dataset, batch_size=1, shuffle=False, drop_last=False, collate_fn=None, device=None,
-                 generator=None, num_workers=0, pin_memory=False):
+                 generator=None, num_workers=0, pin_memory=False, sampler=None):
         if isinstance(batch_size, bool) or not isinstance(batch_size, numbers.Integral) or batch_size <= 0:
             raise ValueError(f"DataLoader: batch_size must be a positive integer, got {batch_size!r}")
         if not hasattr(dataset, "__len__") or not hasattr(dataset, "__getitem__"):
@@ -281,7 +285,10 @@ class DataLoader:
             raise TypeError(f"DataLoader: collate_fn must be callable, got {type(collate_fn).__name__}")
         if isinstance(num_workers, bool) or not isinstance(num_workers, numbers.Integral) or num_workers < 0:
             raise ValueError(f"DataLoader: num_workers must be a non-negative integer, got {num_workers!r}")
+        if sampler is not None and shuffle:
+            raise ValueError("DataLoader: sampler option is mutually exclusive with shuffle")
         self.dataset = dataset
+        self.sampler = sampler
         self.batch_size = int(batch_size)
         self.shuffle = bool(shuffle)
         self.drop_last = bool(drop_last)
@@ -293,13 +300,15 @@ class DataLoader:
 
     def __len__(self):
         """The number of batches per epoch."""
-        n = len(self.dataset)
+        n = len(self.dataset) if self.sampler is None else len(self.sampler)
         return n // self.batch_size if self.drop_last else -(-n // self.batch_size)
 
     def __iter__(self):
         # The epoch's order is drawn here, when iteration starts, not at the first next().
         n = len(self.dataset)
-        if self.shuffle:
+        if self.sampler is not None:
+            order = np.fromiter(iter(self.sampler), np.int64)
+        elif self.shuffle:
             order = (self.generator or backend.RNG.generator("cpu")).permutation(n).astype(np.int64)
         else:
             order = np.arange(n, dtype=np.int64)
