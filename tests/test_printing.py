@@ -322,6 +322,14 @@ def test_format_of_one_element_tensors():
         format(t, ".3f")
     with pytest.raises(TypeError, match="meta"):
         format(tl.empty(1, device="meta"), ".3f")
+    assert f"{tl.empty(2, device='meta')}" == "tensor(..., device='meta', size=(2,))"
+    p = nn.Parameter(tl.tensor(1.5))
+    assert f"{p}" == str(p) == "Parameter containing:\ntensor(1.5000, requires_grad=True)"   # as torch
+    assert f"{p:.2f}" == "1.50"
+    lazy = nn.LazyLinear(3).weight
+    assert f"{lazy}" == "Parameter(shape=(3, ?), lazy)"
+    with pytest.raises(nn.UninitializedParameterError):
+        f"{lazy:.2f}"
 
 
 # --- property: any small array prints as in PyTorch ---------------------------------------------------
@@ -343,12 +351,14 @@ def _arrays(draw):
     return draw(hnp.arrays(dtype, shape, elements=_ELEMENTS[dtype]))
 
 
-@settings(max_examples=150, deadline=None)
+@settings(max_examples=200, deadline=None)
 @given(array=_arrays(), precision=st.sampled_from([None, 1, 4, 6]), linewidth=st.sampled_from([None, 30, 80]),
-       threshold=st.sampled_from([None, 10]), sci_mode=st.sampled_from([None, True, False]))
-def test_random_arrays_print_as_in_pytorch(array, precision, linewidth, threshold, sci_mode):
+       threshold=st.sampled_from([None, 10]), edgeitems=st.sampled_from([None, 1, 2]),
+       sci_mode=st.sampled_from([None, True, False]))
+def test_random_arrays_print_as_in_pytorch(array, precision, linewidth, threshold, edgeitems, sci_mode):
     th = torch()
-    kw = dict(precision=precision, linewidth=linewidth, threshold=threshold, sci_mode=sci_mode)
+    kw = dict(precision=precision, linewidth=linewidth, threshold=threshold, edgeitems=edgeitems,
+              sci_mode=sci_mode)
     try:
         tl.set_printoptions(**kw)
         th.set_printoptions(**kw)

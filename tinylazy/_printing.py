@@ -260,11 +260,14 @@ def _with_suffixes(text, suffixes, indent):
 
 
 def format_tensor(t, spec):
-    """`format(t, spec)`: a one-element tensor formats its number; an empty spec gives str(t)."""
-    if spec and not t.is_meta and t.numel() == 1:
-        return format(t.item(), spec)
+    """`format(t, spec)`: a one-element tensor formats its number. An empty spec gives str(t), except for a
+    plain 0-d tensor, which formats as its number (`f"{t}"` is `1.5`), as in PyTorch."""
+    from .tensor import Tensor
     if not spec:
-        return format(t.item(), "") if t.ndim == 0 and not t.is_meta else str(t)
+        plain_scalar = type(t) is Tensor and t.ndim == 0 and not t.is_meta
+        return format(t.item(), "") if plain_scalar else str(t)
+    if not t.is_meta and t.numel() == 1:
+        return format(t.item(), spec)
     raise TypeError(f"unsupported format string {spec!r} passed to Tensor.__format__: only a one-element "
                     f"tensor formats as a number, this one has shape {tuple(t.shape)}"
                     + (" (meta: no values)" if t.is_meta else ""))

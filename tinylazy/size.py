@@ -60,5 +60,5 @@ class Size(tuple):
 
 
 def _from_shape(shape):
-    """A Size from an array's `.shape` (already a tuple of Python ints): no per-element checks."""
+    """The Size of an array's `.shape` (already a tuple of Python ints: nothing to check)."""
     return tuple.__new__(Size, shape)
