@@ -134,7 +134,8 @@ class Tensor:
         return _printing.tensor_repr(self)
 
     def __format__(self, spec):
-        """`f"{loss:.3f}"` on a one-element tensor formats its number; `f"{t}"` is `str(t)`."""
+        """`f"{loss:.3f}"` on a one-element tensor formats its number; `f"{t}"` is `str(t)` (for a 0-d
+        tensor its number, as in PyTorch)."""
         return _printing.format_tensor(self, spec)
 
     # --- autograd ---------------------------------------------------------------------------------
