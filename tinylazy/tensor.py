@@ -93,7 +93,8 @@ class Tensor:
     # --- getting values out -----------------------------------------------------------------------
     def item(self):
         if self.array.size != 1:
-            raise ValueError(f"item(): only one-element tensors can be converted to a Python scalar, got shape {tuple(self.array.shape)}")
+            raise ValueError(f"item(): only one-element tensors can be converted to a Python scalar, "
+                             f"got shape {tuple(self.array.shape)}")
         return self.array.item()
 
     def tolist(self):
