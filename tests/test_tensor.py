@@ -177,9 +177,9 @@ def test_repr_like_pytorch():
     assert repr(tl.tensor([1.0, 2.0])) == "tensor([1., 2.])"
     assert repr(tl.tensor([1, 2])) == "tensor([1, 2])"
     assert "requires_grad=True" in repr(tl.ones(1, requires_grad=True))
-    assert "dtype=float64" in repr(tl.ones(1, dtype=tl.float64))
-    assert "grad_fn=<Mul>" in repr(tl.ones(1, requires_grad=True) * 2)
-    assert repr(tl.empty(2, 3, device="meta")) == "tensor(..., size=(2, 3), device='meta')"
+    assert "dtype=tl.float64" in repr(tl.ones(1, dtype=tl.float64))
+    assert "grad_fn=<MulBackward0>" in repr(tl.ones(1, requires_grad=True) * 2)
+    assert repr(tl.empty(2, 3, device="meta")) == "tensor(..., device='meta', size=(2, 3))"
 
 
 def test_tensor_is_hashable_by_identity():

@@ -9,6 +9,8 @@ from .backend import Device, device, manual_seed
 from .dtypes import (float16, float32, float64, int8, int16, int32, int64, uint8, bool_ as bool,
                      get_default_dtype, set_default_dtype, result_type, promote_types, can_cast)
 from .tensor import Tensor
+from .size import Size
+from ._printing import set_printoptions, get_printoptions, printoptions
 from .autograd import no_grad, enable_grad, set_grad_enabled, is_grad_enabled
 from . import autograd
 from .creation import (tensor, as_tensor, from_numpy, empty, zeros, ones, full, empty_like, zeros_like,

@@ -5,8 +5,9 @@ arithmetic lives in one place (one Function per op) and this class stays about d
 """
 import numpy as np
 
-from . import autograd, backend
+from . import autograd, backend, _printing
 from . import dtypes as _dt
+from .size import _from_shape
 
 
 class Tensor:
@@ -45,7 +46,8 @@ class Tensor:
     # --- what the data looks like ---------------------------------------------------------------
     @property
     def shape(self):
-        return tuple(self.array.shape)
+        """The sizes, as a `tl.Size` (a tuple). Engine code reads `self.array.shape` instead."""
+        return _from_shape(self.array.shape)
 
     @property
     def ndim(self):
@@ -99,7 +101,8 @@ class Tensor:
     # --- getting values out -----------------------------------------------------------------------
     def item(self):
         if self.array.size != 1:
-            raise ValueError(f"item(): only one-element tensors can be converted to a Python scalar, got shape {self.shape}")
+            raise ValueError(f"item(): only one-element tensors can be converted to a Python scalar, "
+                             f"got shape {tuple(self.array.shape)}")
         return self.array.item()
 
     def tolist(self):
@@ -136,23 +139,13 @@ class Tensor:
         return int(self.item())
 
     def __repr__(self):
-        if backend.is_meta(self.array):
-            body = f"tensor(..., size={self.shape}, device='meta'"
-            extras = [] if self.dtype == _dt.get_default_dtype() else [f"dtype={self.dtype}"]
-        else:
-            host = backend.to_device(self.array, "cpu")
-            body = "tensor(" + np.array2string(host, separator=", ", prefix="tensor(", precision=4,
-                                                threshold=1000, edgeitems=3)
-            extras = []
-            if self.device.type != "cpu":
-                extras.append(f"device='{self.device}'")
-            if self.dtype not in (_dt.get_default_dtype(), _dt.int64, _dt.bool_) or self.array.size == 0:
-                extras.append(f"dtype={self.dtype}")
-        if self.grad_fn is not None:
-            extras.append(f"grad_fn=<{type(self.grad_fn).__name__}>")
-        elif self.requires_grad:
-            extras.append("requires_grad=True")
-        return body + "".join(", " + e for e in extras) + ")"
+        """PyTorch's format (see tinylazy/_printing.py); `tl.set_printoptions` changes it."""
+        return _printing.tensor_repr(self)
+
+    def __format__(self, spec):
+        """`f"{loss:.3f}"` on a one-element tensor formats its number; `f"{t}"` is `str(t)` (for a 0-d
+        tensor its number, as in PyTorch)."""
+        return _printing.format_tensor(self, spec)
 
     # --- autograd ---------------------------------------------------------------------------------
     def requires_grad_(self, requires_grad=True):

@@ -118,7 +118,7 @@ def ones_(tensor):
 def eye_(tensor):
     """The identity matrix (2-D tensors)."""
     if tensor.ndim != 2:
-        raise ValueError(f"eye_: only 2-D tensors are supported, got shape {tensor.shape}")
+        raise ValueError(f"eye_: only 2-D tensors are supported, got shape {tuple(tensor.shape)}")
     xp = backend.xp_of(tensor.array)
     with backend.on_device(tensor.device):
         tensor.array[...] = xp.eye(*tensor.shape, dtype=tensor.dtype)

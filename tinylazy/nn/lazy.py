@@ -94,7 +94,7 @@ def prepare(module, args, kwargs=None):
             missing = True
         elif have != got:
             raise ShapeError(f"{describe(module)}: expected an input with {name}={_size(have)}, got {_size(got)} "
-                             f"(input shape {x.shape}); the size was fixed by the first input, or at "
+                             f"(input shape {tuple(x.shape)}); the size was fixed by the first input, or at "
                              f"construction, and inference happens once")
     pending = lazy_members(module)
     if missing or pending:

@@ -71,14 +71,14 @@ def load_state_dict(module, sd, strict=True):
         if is_lazy(v):
             if not is_lazy(t):
                 errors.append(f"'{key}': the checkpoint's value is uninitialized (a lazy parameter that was never "
-                              f"materialized), but the model's has shape {t.shape}; run one forward on the source "
+                              f"materialized), but the model's has shape {tuple(t.shape)}; run one forward on the source "
                               f"model (or materialize it) before taking its state_dict")
             continue                                   # lazy into lazy: nothing to load
         if is_lazy(t):
             lazy_plan.setdefault(id(m), (m, OrderedDict()))[1][name] = (key, v)
         elif v.shape != t.shape:
-            errors.append(f"size mismatch for {key}: copying a param with shape {v.shape} from checkpoint, "
-                          f"the shape in current model is {t.shape}.")
+            errors.append(f"size mismatch for {key}: copying a param with shape {tuple(v.shape)} from checkpoint, "
+                          f"the shape in current model is {tuple(t.shape)}.")
         else:
             copies.append((t, v))
     plans = [_plan_lazy(m, values, errors) for m, values in lazy_plan.values()]
@@ -109,7 +109,7 @@ def _plan_lazy(m, values, errors):
             partial = getattr(m, name).partial_shape
             if partial is not None and (len(partial) != len(v.shape) or
                                         any(p is not None and p != s for p, s in zip(partial, v.shape))):
-                errors.append(f"size mismatch for {key}: the checkpoint has shape {v.shape}, the (lazy) "
+                errors.append(f"size mismatch for {key}: the checkpoint has shape {tuple(v.shape)}, the (lazy) "
                               f"parameter's partial shape is {_partial(partial)}")
         return m, {}, values
     try:
@@ -127,7 +127,7 @@ def _plan_lazy(m, values, errors):
     for name, (key, v) in values.items():
         want = expected.get(name)
         if sizes is None or want is None or tuple(want) != v.shape:
-            errors.append(f"size mismatch for {key}: the checkpoint has shape {v.shape}, which does not fit "
+            errors.append(f"size mismatch for {key}: the checkpoint has shape {tuple(v.shape)}, which does not fit "
                           f"{lazy.describe(m)} ({m.extra_repr()}; expected {_partial(getattr(m, name).partial_shape)})")
     return m, sizes, values
 

@@ -93,9 +93,9 @@ def _in_common_dtype(ts):
 
 
 def _join_error(op, ts, axis):
-    first = ts[0].shape
+    first = tuple(ts[0].shape)
     for i, t in enumerate(ts):
-        s = t.shape
+        s = tuple(t.shape)
         if not s and op == "cat":
             return ShapeError(f"cat: a 0-d tensor (at position {i}) cannot be concatenated; use stack")
         if op == "stack" and s != first:
@@ -105,7 +105,7 @@ def _join_error(op, ts, axis):
                                                          if k != axis)):
             return ShapeError(f"cat: sizes must match except in dim {axis}: got {first} at position 0 and {s} "
                               f"at position {i}")
-    return ShapeError(f"{op}: cannot join tensors of shapes {[t.shape for t in ts]} along dim {axis}")
+    return ShapeError(f"{op}: cannot join tensors of shapes {[tuple(t.shape) for t in ts]} along dim {axis}")
 
 
 # --- slices: split, chunk, narrow, unbind ---------------------------------------------------------
@@ -116,7 +116,7 @@ def narrow(x, dim, start, length):
     start = start + n if start < 0 else start
     if not 0 <= start <= start + length <= n or length < 0:
         raise IndexError(f"narrow: start {start} and length {length} fall outside dim {d} of size {n} "
-                         f"(tensor shape {x.shape})")
+                         f"(tensor shape {tuple(x.shape)})")
     return BasicIndex.apply(x, (slice(None),) * d + (slice(start, start + length),))
 
 
@@ -128,7 +128,7 @@ def split(x, split_size_or_sections, dim=0):
         sizes = [int(s) for s in split_size_or_sections]
         if sum(sizes) != n or any(s < 0 for s in sizes):
             raise ShapeError(f"split: sections {sizes} must sum to {n}, the size of dim {d} of a tensor of "
-                             f"shape {x.shape}")
+                             f"shape {tuple(x.shape)}")
     else:
         size = int(split_size_or_sections)
         if size <= 0 and not (size == 0 and n == 0):

@@ -140,7 +140,7 @@ def getitem(x, index):
             return AdvancedIndex.apply(BasicIndex.apply(x, split[0]), split[1], kind)
         return AdvancedIndex.apply(x, idx, kind)
     except IndexError as e:
-        raise IndexError(f"getitem: {e} (indexing a tensor of shape {x.shape})") from None
+        raise IndexError(f"getitem: {e} (indexing a tensor of shape {tuple(x.shape)})") from None
 
 
 # --- setitem --------------------------------------------------------------------------------------
@@ -236,7 +236,7 @@ def gather(x, dim=None, index=None, *, axis=None):
     if index.dtype.kind not in "iu":
         raise TypeError(f"gather: index must be an integer tensor, got {index.dtype}")
     if index.ndim != x.ndim or any(m > n for k, (m, n) in enumerate(zip(index.shape, x.shape)) if k != d):
-        raise ShapeError(f"gather: index of shape {index.shape} does not fit input of shape {x.shape} along "
+        raise ShapeError(f"gather: index of shape {tuple(index.shape)} does not fit input of shape {tuple(x.shape)} along "
                          f"dim {d} (same number of dims, and no larger than the input except in dim {d})")
     return Gather.apply(x, d, _on_device_of(index.array, x.array))
 
@@ -247,7 +247,7 @@ def index_select(x, dim=None, index=None, *, axis=None):
         dim = axis
     index = as_tensor_operand(index, x, "index_select")
     if index.ndim > 1 or index.dtype.kind not in "iu":
-        raise TypeError(f"index_select: index must be a 1-d integer tensor, got shape {index.shape} "
+        raise TypeError(f"index_select: index must be a 1-d integer tensor, got shape {tuple(index.shape)} "
                         f"and dtype {index.dtype}")
     d = dim_index(dim, x.ndim, "index_select")
     raw = _on_device_of(index.array.reshape(-1), x.array)
@@ -256,7 +256,7 @@ def index_select(x, dim=None, index=None, *, axis=None):
     try:
         return AdvancedIndex.apply(x, (slice(None),) * d + (raw,), INTEGER)
     except IndexError as e:
-        raise IndexError(f"index_select: {e} (dim {d} of a tensor of shape {x.shape})") from None
+        raise IndexError(f"index_select: {e} (dim {d} of a tensor of shape {tuple(x.shape)})") from None
 
 
 class MaskedFill(Function):
@@ -285,7 +285,7 @@ def masked_fill(x, mask, value):
         raise TypeError(f"masked_fill: the mask must be a bool tensor, got {mask.dtype}")
     if isinstance(value, Tensor):
         if value.ndim != 0:
-            raise ShapeError(f"masked_fill: value must be a number or a 0-d tensor, got shape {value.shape}")
+            raise ShapeError(f"masked_fill: value must be a number or a 0-d tensor, got shape {tuple(value.shape)}")
         if not value.requires_grad and value.device != x.device:
             value = value.item()
     return MaskedFill.apply(x, mask, value)

@@ -74,6 +74,7 @@ def matmul(a, b):
 
 
 def _mismatch(op, sa, sb):
+    sa, sb = tuple(sa), tuple(sb)
     if not sa or not sb:
         return ShapeError(f"{op}: both arguments need at least one dimension, got shapes {sa} and {sb}")
     k1, k2 = sa[-1], (sb[-2] if len(sb) > 1 else sb[0])
@@ -87,7 +88,7 @@ def mm(a, b):
     """Product of two matrices (2-d tensors only, no broadcasting)."""
     a, b = _operand(a, "mm"), _operand(b, "mm")
     if a.ndim != 2 or b.ndim != 2:
-        raise ShapeError(f"mm: expects two matrices (2-d), got shapes {a.shape} and {b.shape}")
+        raise ShapeError(f"mm: expects two matrices (2-d), got shapes {tuple(a.shape)} and {tuple(b.shape)}")
     if a.shape[1] != b.shape[0]:
         raise _mismatch("mm", a.shape, b.shape)
     return MatMul.apply(a, b)
@@ -97,9 +98,9 @@ def bmm(a, b):
     """Batched product of (B, n, k) and (B, k, m) tensors (same B, no broadcasting)."""
     a, b = _operand(a, "bmm"), _operand(b, "bmm")
     if a.ndim != 3 or b.ndim != 3:
-        raise ShapeError(f"bmm: expects two 3-d tensors, got shapes {a.shape} and {b.shape}")
+        raise ShapeError(f"bmm: expects two 3-d tensors, got shapes {tuple(a.shape)} and {tuple(b.shape)}")
     if a.shape[0] != b.shape[0] or a.shape[2] != b.shape[1]:
-        raise ShapeError(f"bmm: shapes {a.shape} and {b.shape} do not fit: expected (B, n, k) and (B, k, m) "
+        raise ShapeError(f"bmm: shapes {tuple(a.shape)} and {tuple(b.shape)} do not fit: expected (B, n, k) and (B, k, m) "
                          "with the same B and k")
     return MatMul.apply(a, b)
 
@@ -108,7 +109,7 @@ def dot(a, b):
     """Dot product of two 1-d tensors of the same size."""
     a, b = _operand(a, "dot"), _operand(b, "dot")
     if a.ndim != 1 or b.ndim != 1 or a.shape != b.shape:
-        raise ShapeError(f"dot: expects two 1-d tensors of the same size, got shapes {a.shape} and {b.shape}")
+        raise ShapeError(f"dot: expects two 1-d tensors of the same size, got shapes {tuple(a.shape)} and {tuple(b.shape)}")
     return MatMul.apply(a, b)
 
 
@@ -119,7 +120,7 @@ def mv(a, b):
     """Matrix (n, k) times vector (k,)."""
     a, b = _operand(a, "mv"), _operand(b, "mv")
     if a.ndim != 2 or b.ndim != 1 or a.shape[1] != b.shape[0]:
-        raise ShapeError(f"mv: expects a matrix (n, k) and a vector (k,), got shapes {a.shape} and {b.shape}")
+        raise ShapeError(f"mv: expects a matrix (n, k) and a vector (k,), got shapes {tuple(a.shape)} and {tuple(b.shape)}")
     return MatMul.apply(a, b)
 
 
@@ -127,7 +128,7 @@ def outer(a, b):
     """Outer product of two 1-d tensors: out[i, j] = a[i] * b[j]."""
     a, b = _operand(a, "outer"), _operand(b, "outer")
     if a.ndim != 1 or b.ndim != 1:
-        raise ShapeError(f"outer: expects two 1-d tensors, got shapes {a.shape} and {b.shape}")
+        raise ShapeError(f"outer: expects two 1-d tensors, got shapes {tuple(a.shape)} and {tuple(b.shape)}")
     return mul(reshape(a, -1, 1), reshape(b, 1, -1))
 
 

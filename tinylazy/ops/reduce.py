@@ -192,12 +192,12 @@ MinResult = namedtuple("min", ["values", "indices"])
 def _nonempty(x, axes, op, error=RuntimeError):
     if axes is None:
         if x.array.size == 0:
-            raise error(f"{op}: cannot reduce an empty tensor (shape {x.shape}) over all dims; "
+            raise error(f"{op}: cannot reduce an empty tensor (shape {tuple(x.shape)}) over all dims; "
                         "specify the reduction dim with dim=")
     else:
         for a in axes:
             if x.shape[a] == 0:
-                raise IndexError(f"{op}: expected reduction dim {a} to have non-zero size (tensor shape {x.shape})")
+                raise IndexError(f"{op}: expected reduction dim {a} to have non-zero size (tensor shape {tuple(x.shape)})")
 
 
 def _extreme(x, dim, keepdim, op, full_cls, dim_cls, result):

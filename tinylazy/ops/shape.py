@@ -118,7 +118,7 @@ def flatten(x, start_dim=0, end_dim=-1):
     s, e = dim_index(start_dim, len(shape), "flatten"), dim_index(end_dim, len(shape), "flatten")
     if s > e:
         raise ValueError(f"flatten: start_dim ({start_dim}) cannot come after end_dim ({end_dim}) "
-                         f"for a tensor of shape {shape}")
+                         f"for a tensor of shape {tuple(shape)}")
     if s == e:
         return Reshape.apply(x, shape)
     return Reshape.apply(x, shape[:s] + (math.prod(shape[s:e + 1]),) + shape[e + 1:])
@@ -174,7 +174,7 @@ def permute(x, *dims):
         dims = tuple(dim_index(d, nd, "permute") for d in size_args(dims, "permute"))
         if sorted(dims) != _IDENTITY[nd]:
             raise ValueError(f"permute: dims {dims} are not a permutation of the {nd} dims of a tensor "
-                             f"of shape {x.shape}")
+                             f"of shape {tuple(x.shape)}")
     return Permute.apply(x, dims)
 
 
@@ -200,7 +200,7 @@ def swapaxes(x, axis0, axis1):
 def t(x):
     """Transpose of a tensor with at most 2 dims (0-d and 1-d tensors come back as they are)."""
     if x.ndim > 2:
-        raise ValueError(f"t: expects a tensor with at most 2 dims, got shape {x.shape}; use transpose or mT")
+        raise ValueError(f"t: expects a tensor with at most 2 dims, got shape {tuple(x.shape)}; use transpose or mT")
     return Permute.apply(x, tuple(range(x.ndim - 1, -1, -1)))
 
 
@@ -238,7 +238,7 @@ def expand(x, *sizes):
     shape = x.shape
     k = len(sizes) - len(shape)
     if k < 0:
-        raise ShapeError(f"expand: cannot expand a tensor of shape {shape} to {sizes}: the target needs at "
+        raise ShapeError(f"expand: cannot expand a tensor of shape {tuple(shape)} to {sizes}: the target needs at "
                          f"least {len(shape)} dims")
     out = list(sizes)
     for i, s in enumerate(sizes):
@@ -246,7 +246,7 @@ def expand(x, *sizes):
         if s == -1 and own is not None:
             out[i] = own
         elif s < 0 or (own is not None and own != s and own != 1):
-            raise ShapeError(f"expand: cannot expand a tensor of shape {shape} to {sizes} "
+            raise ShapeError(f"expand: cannot expand a tensor of shape {tuple(shape)} to {sizes} "
                              f"(size {own if own is not None else s} at dim {i} cannot become {s}; only "
                              "size-1 dims can be expanded)")
     return Expand.apply(x, tuple(out))
@@ -282,7 +282,7 @@ def repeat(x, *sizes):
     """`x.repeat(2, 1)`: tile x; len(sizes) must be at least x.ndim."""
     sizes = size_args(sizes, "repeat")
     if len(sizes) < x.ndim or any(s < 0 for s in sizes):
-        raise ShapeError(f"repeat: cannot repeat a tensor of shape {x.shape} by {sizes} (give one "
+        raise ShapeError(f"repeat: cannot repeat a tensor of shape {tuple(x.shape)} by {sizes} (give one "
                          f"non-negative count per dim, at least {x.ndim})")
     return Repeat.apply(x, sizes)
 
@@ -350,13 +350,13 @@ class Triu(_Triangle):
 
 def tril(x, diagonal=0):
     if x.ndim < 2:
-        raise ShapeError(f"tril: expects a tensor with at least 2 dims, got shape {x.shape}")
+        raise ShapeError(f"tril: expects a tensor with at least 2 dims, got shape {tuple(x.shape)}")
     return Tril.apply(x, diagonal)
 
 
 def triu(x, diagonal=0):
     if x.ndim < 2:
-        raise ShapeError(f"triu: expects a tensor with at least 2 dims, got shape {x.shape}")
+        raise ShapeError(f"triu: expects a tensor with at least 2 dims, got shape {tuple(x.shape)}")
     return Triu.apply(x, diagonal)
 
 

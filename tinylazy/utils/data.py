@@ -66,7 +66,7 @@ class TensorDataset(Dataset):
                 raise ValueError(f"TensorDataset: argument {k} is a meta tensor, which has no data to load")
         sizes = [t.shape[0] for t in tensors]
         if len(set(sizes)) > 1:
-            shapes = ", ".join(str(t.shape) for t in tensors)
+            shapes = ", ".join(str(tuple(t.shape)) for t in tensors)
             raise ValueError(f"TensorDataset: all tensors must have the same size in the first dimension, "
                              f"got sizes {sizes} (shapes {shapes})")
         self.tensors = tuple(tensors)

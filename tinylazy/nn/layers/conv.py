@@ -54,11 +54,11 @@ class Conv2d(Module):
     def infer_sizes(self, x):
         if x.ndim not in (3, 4):
             raise ShapeError(f"{describe(self)}: expected a 3-D (C, H, W) or 4-D (N, C, H, W) input, "
-                             f"got shape {x.shape}")
+                             f"got shape {tuple(x.shape)}")
         channels = x.shape[-3]
         if channels % self.groups:
             raise ValueError(f"{describe(self)}: the input has {channels} channels, which groups={self.groups} "
-                             f"does not divide (input shape {x.shape})")
+                             f"does not divide (input shape {tuple(x.shape)})")
         if not isinstance(self.padding, str):
             for size, k, s, p, d in zip(x.shape[-2:], self.kernel_size, self.stride, self.padding, self.dilation):
                 if size + 2 * p - d * (k - 1) - 1 < 0:

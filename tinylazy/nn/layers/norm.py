@@ -42,7 +42,7 @@ class _BatchNorm(Module):
     def infer_sizes(self, x):
         if x.ndim not in self._ranks:
             dims = " or ".join(f"{r}-D" for r in self._ranks)
-            raise ShapeError(f"{describe(self)}: expected a {dims} input (N, C, ...), got shape {x.shape}")
+            raise ShapeError(f"{describe(self)}: expected a {dims} input (N, C, ...), got shape {tuple(x.shape)}")
         return {"num_features": x.shape[1]}
 
     def parameter_shapes(self):
@@ -131,7 +131,7 @@ class LayerNorm(Module):
     def infer_sizes(self, x):
         n = 1 if self.normalized_shape is None else len(self.normalized_shape)
         if x.ndim < n:
-            raise ShapeError(f"{describe(self)}: expected an input with at least {n} dimension(s), got shape {x.shape}")
+            raise ShapeError(f"{describe(self)}: expected an input with at least {n} dimension(s), got shape {tuple(x.shape)}")
         return {"normalized_shape": tuple(x.shape[x.ndim - n:])}
 
     def parameter_shapes(self):
