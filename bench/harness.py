@@ -129,9 +129,10 @@ def process_environment():
         env["torch_interop_threads"] = torch.get_num_interop_threads()
     try:
         from threadpoolctl import threadpool_info
-        env["threadpools"] = [{"api": d.get("internal_api"), "version": d.get("version"),
-                               "threads": d.get("num_threads"), "library": os.path.basename(d.get("filepath", "")),
-                               "kernel": d.get("architecture")} for d in threadpool_info()]
+        pools = [{"api": d.get("internal_api"), "version": d.get("version"), "threads": d.get("num_threads"),
+                  "library": os.path.basename(d.get("filepath", "")), "kernel": d.get("architecture")}
+                 for d in threadpool_info()]
+        env["threadpools"] = sorted(pools, key=lambda p: (str(p["api"]), p["library"]))
     except ImportError:
         env["threadpools"] = "threadpoolctl not installed (pip install threadpoolctl, or tinylazy[bench])"
     return env

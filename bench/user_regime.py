@@ -93,7 +93,8 @@ def process_envs(results):
     out = {}
     for label, envs in seen.items():
         first = envs[0]
-        differ = [k for k in first if any(e.get(k) != first[k] for e in envs[1:])]
+        differ = {k: sorted({json.dumps(e.get(k), sort_keys=True) for e in envs})
+                  for k in first if any(e.get(k) != first[k] for e in envs[1:])}
         out[label] = dict(first, differs_between_processes=differ) if differ else first
     return out
 
@@ -111,7 +112,8 @@ def env_lines(label, env):
         extra.append(f"malloc tuning {'on' if env['tinylazy_malloc_tuning'] else 'off'}, "
                      f"tl.capture {'present' if env['tinylazy_capture'] else 'absent'}")
     if env.get("differs_between_processes"):
-        extra.append(f"differs between processes: {', '.join(env['differs_between_processes'])}")
+        extra.append("differs between processes: " + "; ".join(
+            f"{k} ({' | '.join(v)})" for k, v in env["differs_between_processes"].items()))
     return [f"- {label}: {versions}; BLAS/OpenMP (threadpoolctl): {pools or 'none loaded'}"
             + "".join(f"; {x}" for x in extra)]
 
