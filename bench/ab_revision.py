@@ -1,6 +1,6 @@
 """Does a change make tinylazy faster where users train? Two versions, each in its own processes, alternated.
 
-    python bench/ab_revision.py                               # working tree (A) vs HEAD (B)
+    python bench/ab_revision.py                               # working tree (A) vs HEAD (B), ~2 min quiet
     python bench/ab_revision.py --b HEAD~3 --workloads mlp-b256 --rounds 20
     python bench/ab_revision.py --b worktree --env-b TINYLAZY_MALLOC_TUNING=0 --workloads lenet-b64
     python bench/ab_revision.py --b worktree --env-b TINYLAZY_KERNELS=0        # a switch, on vs off

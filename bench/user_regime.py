@@ -1,6 +1,6 @@
 """Speed as users measure it: tinylazy vs PyTorch CPU vs hand-written NumPy, each in its own process.
 
-    python bench/user_regime.py                          # every workload, 5 rounds: ~6-10 minutes on 2 cores
+    python bench/user_regime.py                          # every workload, 5 rounds (see below for the time)
     python bench/user_regime.py --rounds 3 --steps 50    # shorter
     python bench/user_regime.py --workloads mlp-b32 lenet-b64 --impls tinylazy torch
     python bench/user_regime.py --threads 1              # OMP/OPENBLAS/MKL_NUM_THREADS=1 for every process
@@ -22,6 +22,11 @@ skipped, with a note, where `tl.capture` does not exist, and for workloads that 
 
 The interleaved single-process regime of compare.py (every step right after another library's, with
 OMP_WAIT_POLICY=PASSIVE) is a diagnostic for finding where time goes, not this table.
+
+Time: on a quiet 2-core machine the default run should take about 4-6 minutes (an estimate from the step
+times: most of it is process start-up, torch's import above all, and the NumPy LeNet); on a loaded machine
+far longer (a 1-round `--smoke` run took 4.5 minutes at a load average of 10). Fewer `--rounds`, `--steps`
+or `--workloads` shorten it.
 
 Writes bench/results/user-regime-<date>[-<workloads>][-smoke].md and a .json twin with the machine, load,
 versions, BLAS and thread counts each process saw, and the environment found.
