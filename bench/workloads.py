@@ -92,8 +92,10 @@ def load_into(params, arrays):
         if torch is not None and isinstance(p, torch.Tensor):
             with torch.no_grad():
                 p.copy_(torch.from_numpy(a))
-        else:
+        elif hasattr(type(p), "array"):
             p.array = a.copy()
+        else:                    # a revision from before the 'array' slot (ab_revision.py --b OLD_REV)
+            p.data = a.copy()
 
 
 # --- models, the same in tinylazy and torch -------------------------------------------------------
