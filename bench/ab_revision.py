@@ -1,101 +1,114 @@
-"""Does a change make the MLP train step faster where compare.py measures it? Working tree vs a git revision.
+"""Does a change make tinylazy faster where users train? Two versions, each in its own processes, alternated.
 
-    python bench/ab_revision.py                      # working tree vs HEAD, batch 256, 2 threads, 1,500 rounds
-    python bench/ab_revision.py --rev HEAD~3 --batch 32 --threads 1 --rounds 1000
+    python bench/ab_revision.py                               # working tree (A) vs HEAD (B), ~2 min quiet
+    python bench/ab_revision.py --b HEAD~3 --workloads mlp-b256 --rounds 20
+    python bench/ab_revision.py --b worktree --env-b TINYLAZY_MALLOC_TUNING=0 --workloads lenet-b64
+    python bench/ab_revision.py --b worktree --env-b TINYLAZY_KERNELS=0        # a switch, on vs off
+    python bench/ab_revision.py --impl-a tinylazy-captured --b worktree         # captured vs eager step
+    python bench/ab_revision.py --a worktree --b worktree                       # A/A: the noise floor
 
-compare.py times each implementation right after another one (rounds shuffled), so tinylazy's step always
-starts after a NumPy or a torch step has used the caches. Timing two versions of tinylazy one right after
-the other would let each find the other's code and data in the caches, so this script keeps compare.py's
-regime: every round runs both versions, each right after a NumPy or a torch step (the round is
-[filler, version, filler, version], the fillers and the versions each in a shuffled order). Both versions
-see the same moments of a shared machine, which matters more than the number of rounds: with the versions
-in alternate rounds (this script's first design), two copies of the same code differed by 1.5% in 600
-rounds; run as now, by 0.1-0.7% in 1,500 (five runs; the working tree's copy was the slower in four: the two
-packages' objects sit at different addresses). It prints medians and ratios. Trust a difference of 1% or
-more; for smaller changes count instructions (and cold-cache misses) with count_instructions.py.
+This is how every speed change is judged (shared/design/BENCHMARKING.md: a trick stays if it gains at least
+2% of a realistic step). Each side is a version of tinylazy (`worktree`, or any git revision, whose
+`tinylazy/` is extracted with git archive into a temporary folder), an implementation (`tinylazy` or
+`tinylazy-captured`) and, optionally, its own environment variables (`--env-a`, `--env-b`: for tricks with
+a switch). Each run is a fresh process in the user's regime (harness.py: the library's defaults, warm-up,
+N consecutive steps, the process's median step); the sides alternate, A B then B A, over the rounds. Both
+sides run the working tree's workloads.py, so a revision must accept its calls.
 
-The revision's `tinylazy/` is extracted (git archive) into a temporary folder as package `tinylazy_base`
-(the package imports itself only relatively, so both load side by side). Both versions must agree on the
-loss of the first step before anything is timed.
+Printed per workload: each side's median over rounds (with the range), the ratio A/B of those medians,
+and the same-round ratios' median, range and quartiles. Below 1, A is faster. On a shared machine trust a
+difference only when the range of the same-round ratios stays on one side of 1; compare with an A/A run.
 """
 import argparse
-import importlib
+import json
 import os
-import random
-import statistics
 import subprocess
 import sys
 import tempfile
 import time
 
-from compare import W      # first: compare.py sets the BLAS/OpenMP environment before NumPy loads
-import numpy as np
-
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+import harness as H
 
 
-def load_revision(rev, folder):
-    """The package `tinylazy/` as it was at `rev`, imported as `tinylazy_base`."""
-    archive = subprocess.run(["git", "-C", ROOT, "archive", rev, "tinylazy"], check=True, capture_output=True).stdout
-    subprocess.run(["tar", "-x", "-C", folder], input=archive, check=True)
-    os.rename(os.path.join(folder, "tinylazy"), os.path.join(folder, "tinylazy_base"))
-    sys.path.insert(0, folder)
-    return importlib.import_module("tinylazy_base")
+def side(spec, impl, env, folder, name):
+    """An Entry for one side: `spec` is "worktree" or a git revision (extracted under `folder`)."""
+    label = f"{name}: {spec}" + (f" {impl}" if impl != "tinylazy" else "") + \
+        "".join(f" {k}={v}" for k, v in env.items())
+    if spec == "worktree":
+        return H.entry(impl, label, env, H.ROOT)
+    where = os.path.join(folder, name)
+    os.makedirs(where)
+    archive = subprocess.run(["git", "-C", H.ROOT, "archive", spec, "tinylazy"], check=True,
+                             capture_output=True).stdout
+    subprocess.run(["tar", "-x", "-C", where], input=archive, check=True)
+    return H.entry(impl, label, env, where)
 
 
-def mlp_step(pkg, x, y):
-    """workloads.py's tinylazy MLP train step, built from package `pkg` (either version of tinylazy)."""
-    net = W.tl_mlp(pkg)
-    W.load_into(net.parameters(), W.mlp_params())
-    return W._tl_train_step(net, x, y, pkg)
+def summary_lines(results, a, b):
+    lines = []
+    for name, res in results.items():
+        by = H.medians_by_label(res["runs"])
+        lines.append(f"{name} ({res['what']}; {res['steps']} steps after {res['warmup']} warm-up):")
+        for label in (a, b):
+            if label in by:
+                s = H.spread(by[label].values())
+                lines.append(f"  {label:>40s}: {H.fmt_time(s['median'])} (min {H.fmt_time(s['min'])}, max "
+                             f"{H.fmt_time(s['max'])}, {s['n']} rounds)")
+        for r in res["runs"]:
+            if "error" in r:
+                lines.append(f"  {r['label']}, round {r['round'] + 1}: FAILED: {r['error'][-800:]}")
+        lines += [f"  {label}: skipped ({why})" for label, why in res["skipped"].items()]
+        stats = H.ratio_stats(by, a, b)
+        if stats:
+            r = stats.get("rounds", {})
+            quart = f", quartiles {r['q1']:.3f}–{r['q3']:.3f}" if "q1" in r else ""
+            lines.append(f"  A/B: {stats['ratio']:.3f} (same-round ratios: median {r['median']:.3f}, "
+                         f"range {r['min']:.3f}–{r['max']:.3f}{quart})")
+        lines += [f"  WARNING: {n}" for n in H.agreement(res["runs"], rtol=1e-4)]
+    return lines
 
 
-def main():
+def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--rev", default="HEAD", help="the git revision to compare the working tree with")
-    ap.add_argument("--batch", type=int, default=256)
-    ap.add_argument("--threads", type=int, default=2)
-    ap.add_argument("--rounds", type=int, default=1500)
-    args = ap.parse_args()
-    if W.torch is None:
-        raise SystemExit("ab_revision.py needs torch (the third case of every round)")
-    from threadpoolctl import threadpool_limits
-    threadpool_limits(args.threads)                      # after NumPy's import, so that OpenBLAS is seen
-    W.torch.set_num_threads(args.threads)
-    import tinylazy
+    ap.add_argument("--a", default="worktree", help="side A: 'worktree' (default) or a git revision")
+    ap.add_argument("--b", "--rev", default="HEAD", help="side B: a git revision (default HEAD) or 'worktree'")
+    ap.add_argument("--impl-a", default="tinylazy", choices=("tinylazy", "tinylazy-captured"))
+    ap.add_argument("--impl-b", default="tinylazy", choices=("tinylazy", "tinylazy-captured"))
+    ap.add_argument("--env-a", action="append", default=[], metavar="KEY=VALUE", help="for side A only")
+    ap.add_argument("--env-b", action="append", default=[], metavar="KEY=VALUE", help="for side B only")
+    ap.add_argument("--env", action="append", default=[], metavar="KEY=VALUE", help="for both sides")
+    ap.add_argument("--threads", type=int, default=None, help="OMP/OPENBLAS/MKL_NUM_THREADS for both sides")
+    ap.add_argument("--workloads", nargs="+", default=["mlp-b32", "mlp-b256", "lenet-b64"],
+                    choices=list(H.WORKLOADS), metavar="NAME",
+                    help=f"default: mlp-b32 mlp-b256 lenet-b64; any of {', '.join(H.WORKLOADS)}")
+    ap.add_argument("--rounds", type=int, default=10, help="rounds (A B, then B A, ...; default 10)")
+    ap.add_argument("--steps", type=int, default=None, help="timed steps per process (default: per workload)")
+    ap.add_argument("--warmup", type=int, default=None, help="warm-up steps per process (default: per workload)")
+    ap.add_argument("--json", default=None, help="also write the results as JSON to this path")
+    args = ap.parse_args(argv)
+    env_all = {**H.thread_env(args.threads), **H.parse_env(args.env)}
+
+    started, load0 = time.time(), os.getloadavg()
     with tempfile.TemporaryDirectory() as folder:
-        base = load_revision(args.rev, folder)
-        if base.Tensor is tinylazy.Tensor or base.nn.Linear is tinylazy.nn.Linear:
-            raise SystemExit("tinylazy_base resolved to the working tree's modules (an absolute self-import?)")
-        x, y = W.batch((args.batch, 784))
-        cases = W.mlp_step(args.batch)
-        runs = {"working tree": mlp_step(tinylazy, x, y), args.rev: mlp_step(base, x, y),
-                "numpy": cases["numpy"].run, "torch": cases["torch"].run}
-        first = [W.as_float(runs[k]()) for k in ("working tree", args.rev)]
-        if not np.isclose(first[0], first[1], rtol=1e-5):
-            raise SystemExit(f"the two versions disagree on the first loss: {first}")
-        for run in runs.values():                        # warm-up
-            for _ in range(10):
-                run()
-        versions = ["working tree", args.rev]
-        times = {name: [] for name in runs}
-        rng = random.Random(0)
-        for _ in range(args.rounds):
-            fillers, pair = ["numpy", "torch"], list(versions)
-            rng.shuffle(fillers)
-            rng.shuffle(pair)
-            for name in (fillers[0], pair[0], fillers[1], pair[1]):
-                t0 = time.perf_counter()
-                runs[name]()
-                times[name].append(time.perf_counter() - t0)
-    med = {name: statistics.median(t) for name, t in times.items()}
-    print(f"MLP step, batch {args.batch}, {args.threads} thread(s), {args.rounds} rounds (both versions in "
-          f"each); medians:")
-    for name, m in med.items():
-        ratio = f"   {m / med['numpy']:.3f}x numpy" if name in versions else ""
-        print(f"  {name:>14}: {m * 1e3:7.3f} ms{ratio}")
-    print(f"  working tree / {args.rev}: {med['working tree'] / med[args.rev]:.3f}")
+        a = side(args.a, args.impl_a, H.parse_env(args.env_a), folder, "A")
+        b = side(args.b, args.impl_b, H.parse_env(args.env_b), folder, "B")
+        results = H.run_rounds([a, b], args.workloads, args.rounds, args.steps, args.warmup, env_all,
+                               log=lambda s: print(s, file=sys.stderr, flush=True))
+    load1 = os.getloadavg()
+    lines = [f"A/B in the user's regime: A = {a.label}, B = {b.label}; {args.rounds} rounds, "
+             f"revision {H.git_revision()}",
+             f"load average {load0[0]:.2f} at the start, {load1[0]:.2f} at the end "
+             f"({H.machine()['usable_cores']} usable cores); set for both sides: "
+             + (", ".join(f"{k}={v}" for k, v in env_all.items()) or "nothing"),
+             *summary_lines(results, a.label, b.label), f"took {time.time() - started:.0f} s"]
+    print("\n".join(lines))
+    if args.json:
+        doc = {"kind": "ab", "a": a._asdict(), "b": b._asdict(), "settings": vars(args), "env_set_for_all": env_all,
+               "machine": H.machine(), "load": {"start": load0, "end": load1}, "workloads": results}
+        with open(args.json, "w", encoding="utf-8") as f:
+            json.dump(doc, f, indent=1)
+    return 1 if any("error" in r for res in results.values() for r in res["runs"]) else 0
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

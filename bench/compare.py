@@ -1,4 +1,11 @@
-"""Side-by-side CPU timings: tinylazy vs hand-written NumPy (the floor) vs PyTorch CPU (the peer).
+"""DIAGNOSTIC: tinylazy vs hand-written NumPy vs PyTorch CPU interleaved step by step in one process.
+
+Not the headline regime. The headline table is user_regime.py's: each implementation's loop in its own
+process with its libraries' defaults. This script interleaves single steps of the three libraries in one
+process and sets OMP_WAIT_POLICY=PASSIVE (torch's threads then sleep between calls and wake slowly, which
+is not how PyTorch runs for its users), so each step starts on caches another library left: useful for
+finding where time goes (which phase, which cache effects), misleading as a verdict. Its table is labelled
+"interleaved (diagnostic)" and written to bench/results/interleaved-<date>.md.
 
     python bench/compare.py                   # every workload at 2 then 1 threads, ~4-5 minutes on 2 cores
     python bench/compare.py --quick           # fewer rounds (a smoke run, ~1-2 minutes; writes nothing)
@@ -34,7 +41,7 @@ workload (each with its own warm-up and rounds), the table showing the median ov
 implementation's median and the notes each timing's ratios.
 
 The table, with the machine (CPU, cores, load), versions, BLAS (threadpoolctl), thread counts and the
-OpenBLAS variables, is printed and written to bench/results/cpu-<date>.md.
+OpenBLAS variables, is printed and written to bench/results/interleaved-<date>.md.
 """
 import argparse
 import datetime
@@ -281,7 +288,7 @@ def main(argv=None):
     ap.add_argument("--budget", type=float, default=None, help="seconds of timing per workload (default 8)")
     ap.add_argument("--only", nargs="*", default=None, help="run workloads whose name contains one of these")
     ap.add_argument("--out", default=os.path.join(HERE, "results"),
-                    help="folder for cpu-<date>.md (cpu-<date>-<words>.md with --only)")
+                    help="folder for interleaved-<date>.md (interleaved-<date>-<words>.md with --only)")
     ap.add_argument("--no-write", action="store_true", help="print only")
     ap.add_argument("--keep-env", action="store_true", help="leave the OpenBLAS/OpenMP variables as found")
     ap.add_argument("--repeat", type=int, default=1, help="independent timings of each workload (table: median)")
@@ -301,7 +308,9 @@ def main(argv=None):
     elapsed = time.time() - started
 
     stamp = datetime.datetime.now()
-    doc = [f"# tinylazy CPU benchmarks, {stamp:%Y-%m-%d %H:%M}", "",
+    doc = [f"# tinylazy CPU benchmarks, interleaved (diagnostic), {stamp:%Y-%m-%d %H:%M}", "",
+           "**A diagnostic, not the headline regime** (that is `python bench/user_regime.py`: each "
+           "implementation in its own process, with its libraries' defaults). "
            "Median time per call; implementations interleaved round by round in one process "
            "(`python bench/compare.py`, see its docstring). Ratios < 1 mean tinylazy is faster. "
            "Each workload was checked before timing: the implementations agree on losses, gradients, updated "
@@ -330,7 +339,7 @@ def main(argv=None):
     if not args.no_write and not args.quick:
         os.makedirs(args.out, exist_ok=True)
         only = "".join(f"-{word}" for word in args.only or ())      # a partial run keeps the full table
-        path = os.path.join(args.out, f"cpu-{stamp:%Y-%m-%d}{only}.md")
+        path = os.path.join(args.out, f"interleaved-{stamp:%Y-%m-%d}{only}.md")
         with open(path, "w", encoding="utf-8") as f:
             f.write(text)
         print(f"written to {os.path.relpath(path)}")

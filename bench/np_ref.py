@@ -30,15 +30,31 @@ def xent_forward_backward(z, y):
 
 # --- MLP 784-256-10 -------------------------------------------------------------------------------
 class _SGDModel:
-    """A model trained by plain SGD: float32 copies of `params`, updated in place by `step`; subclasses
-    define loss_and_grads(x, y) -> (loss, grads in the order of params)."""
+    """A model trained by SGD: float32 copies of `params`, updated in place by `step`; subclasses define
+    loss_and_grads(x, y) -> (loss, grads in the order of params).
 
-    def __init__(self, params, lr):
+    With momentum mu (PyTorch's rule, no dampening): buf = g on the first step, buf = mu buf + g after;
+    then p -= lr buf."""
+
+    def __init__(self, params, lr, momentum=0.0):
         self.params = [np.array(p, np.float32) for p in params]
         self.lr = np.float32(lr)
+        self.momentum = np.float32(momentum)
+        self.bufs = None
 
     def step(self, x, y):
         loss, grads = self.loss_and_grads(x, y)
+        if self.momentum:
+            if self.bufs is None:
+                self.bufs = [g.copy() for g in grads]
+            else:
+                for b, g in zip(self.bufs, grads):
+                    b *= self.momentum
+                    b += g
+            for p, b, g in zip(self.params, self.bufs, grads):
+                np.multiply(b, self.lr, out=g)         # the fresh gradient's array as scratch
+                p -= g
+            return loss
         for p, g in zip(self.params, grads):
             g *= self.lr
             p -= g

@@ -5,7 +5,7 @@
 
 Times are per step (total own time / calls), in µs. cProfile adds a fixed cost to every Python call, so
 Python-heavy functions look somewhat dearer than they are; compare rows with each other, and check a
-suggestion by timing the step with and without it (compare.py).
+suggestion by timing the step with and without it in the user regime (ab_revision.py).
 """
 import argparse
 import cProfile

@@ -1,12 +1,15 @@
 """The benchmark workloads, each built three ways -- tinylazy, hand-written NumPy (np_ref.py), PyTorch CPU --
-from the same weights and the same data. Shared by the pytest-benchmark suites (bench_*.py) and by
-compare.py, so both time exactly the same code.
+from the same weights and the same data. Shared by the pytest-benchmark suites (bench_*.py), by the
+user-regime harness (harness.py: user_regime.py, ab_revision.py) and by compare.py (the interleaved
+diagnostic), so all of them time exactly the same code.
 
 A builder returns a dict ``{impl: Case}``. ``case.run(*case.setup())`` is one timed call; `setup` (not
 timed) is None for steady-state workloads and builds a fresh lazy model for the first-forward ones.
 Every workload also has a ``check_*`` function that asserts the implementations agree (losses, gradients,
 updated weights, inferred shapes, batches), so no benchmark times code that computes the wrong thing.
-PyTorch is optional: its cases are left out when it is not installed.
+PyTorch is optional: its cases are left out when it is not installed. So is tinylazy, for the same reason:
+user_regime.py runs each implementation in its own process, and the NumPy and PyTorch processes block the
+import of tinylazy (its import tunes the process's allocator, which would not be the peers' own regime).
 """
 import os
 import sys
@@ -17,9 +20,13 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))                  
 sys.path.insert(1, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # tinylazy itself
 
 import np_ref  # noqa: E402
-import tinylazy as tl  # noqa: E402
-import tinylazy.nn.functional as F  # noqa: E402
-from tinylazy import nn, optim  # noqa: E402
+
+try:
+    import tinylazy as tl
+    import tinylazy.nn.functional as F  # noqa: F401
+    from tinylazy import nn, optim
+except ImportError:          # blocked on purpose in user_regime.py's NumPy and PyTorch processes
+    tl = F = nn = optim = None
 
 try:
     import torch
@@ -27,6 +34,7 @@ except ImportError:          # PyTorch is the peer, not a dependency
     torch = None
 
 LR = 0.05
+MOMENTUM = dict(lr=0.01, momentum=0.9)   # the SGD-with-momentum workloads (effective step size 0.1)
 
 
 class Case:
@@ -84,8 +92,10 @@ def load_into(params, arrays):
         if torch is not None and isinstance(p, torch.Tensor):
             with torch.no_grad():
                 p.copy_(torch.from_numpy(a))
-        else:
+        elif hasattr(type(p), "array"):
             p.array = a.copy()
+        else:                    # a revision from before the 'array' slot (ab_revision.py --b OLD_REV)
+            p.data = a.copy()
 
 
 # --- models, the same in tinylazy and torch -------------------------------------------------------
@@ -114,22 +124,26 @@ def lazy_mlp(nn_mod):
 
 
 # --- train steps (forward, cross-entropy, backward, SGD) -------------------------------------------
-def _tl_train_step(net, x, y, pkg=tl):
-    opt = pkg.optim.SGD(net.parameters(), lr=LR)
+def _tl_train_step(net, x, y, pkg=tl, sgd=None, capture=False):
+    """One SGD step on (x, y) as a function of nothing. `sgd`: the optimizer's keywords (default lr=LR);
+    `capture=True` wraps the step in `pkg.capture` (the recorded-and-replayed step of API.md section 9)."""
+    opt = pkg.optim.SGD(net.parameters(), **(sgd or {"lr": LR}))
     X, Y = pkg.from_numpy(x), pkg.from_numpy(y)
     cross_entropy = pkg.nn.functional.cross_entropy
 
-    def step():
+    def train_step(X, Y):
         loss = cross_entropy(net(X), Y)
         opt.zero_grad()
         loss.backward()
         opt.step()
         return loss
-    return step
+    if capture:
+        train_step = pkg.capture(train_step)
+    return lambda: train_step(X, Y)
 
 
-def _torch_train_step(net, x, y):
-    opt = torch.optim.SGD(net.parameters(), lr=LR)
+def _torch_train_step(net, x, y, sgd=None):
+    opt = torch.optim.SGD(net.parameters(), **(sgd or {"lr": LR}))
     X, Y = torch.from_numpy(x), torch.from_numpy(y)
     cross_entropy = torch.nn.functional.cross_entropy
 
@@ -142,48 +156,60 @@ def _torch_train_step(net, x, y):
     return step
 
 
-def _train_cases(tl_model, torch_model, ref_class, params, x, y):
-    net = tl_model()
-    load_into(net.parameters(), params)
-    ref = ref_class(params, LR)
-    cases = {"tinylazy": Case(_tl_train_step(net, x, y), probe=lambda: _arrays(net.parameters())),
-             "numpy": Case(lambda: ref.step(x, y), probe=lambda: list(ref.params))}
+def _train_cases(tl_model, torch_model, ref_class, params, x, y, sgd=None, capture=False):
+    """{impl: Case} for the libraries present; `capture=True` makes the tinylazy case the captured step."""
+    sgd = sgd or {"lr": LR}
+    ref = ref_class(params, **sgd)
+    cases = {"numpy": Case(lambda: ref.step(x, y), probe=lambda: list(ref.params))}
+    if tl is not None:
+        net = tl_model()
+        load_into(net.parameters(), params)
+        cases["tinylazy"] = Case(_tl_train_step(net, x, y, sgd=sgd, capture=capture),
+                                 probe=lambda: _arrays(net.parameters()))
     if torch is not None:
         tnet = torch_model()
         load_into(tnet.parameters(), params)
-        cases["torch"] = Case(_torch_train_step(tnet, x, y),
+        cases["torch"] = Case(_torch_train_step(tnet, x, y, sgd=sgd),
                               probe=lambda: _arrays(tnet.parameters()))
     return cases
 
 
-def mlp_step(batch_size):
+def mlp_step(batch_size, capture=False):
     x, y = batch((batch_size, 784))
-    return _train_cases(tl_mlp, torch_mlp, np_ref.MLP, mlp_params(), x, y)
+    return _train_cases(tl_mlp, torch_mlp, np_ref.MLP, mlp_params(), x, y, capture=capture)
 
 
-def lenet_step(batch_size):
+def lenet_step(batch_size, sgd=None, capture=False):
+    """LeNet train steps; `sgd=MOMENTUM` for SGD with momentum (the user-regime table's LeNet rows)."""
     x, y = batch((batch_size, 1, 28, 28))
     return _train_cases(lambda: lenet_layers(nn), lambda: lenet_layers(torch.nn), np_ref.LeNet,
-                        lenet_params(), x, y)
+                        lenet_params(), x, y, sgd=sgd, capture=capture)
 
 
-def _check_train(tl_model, torch_model, ref_class, params, x, y, rtol):
-    """One step from the same weights: the loss and every gradient agree with the NumPy reference (and with
-    torch), and so do the weights after the SGD update."""
-    loss_ref, grads_ref = ref_class(params, LR).loss_and_grads(x, y)
-    updated = [p - np.float32(LR) * g for p, g in zip(params, grads_ref)]
+def _check_train(tl_model, torch_model, ref_class, params, x, y, rtol, sgd=None, steps=1):
+    """`steps` steps from the same weights: the first loss agrees with the NumPy reference's (and with
+    torch's), and so do the weights after the last SGD update (one step checks every gradient; two check
+    the momentum buffers too)."""
+    sgd = sgd or {"lr": LR}
+    ref = ref_class(params, **sgd)
+    loss_ref = ref.step(x, y)
+    for _ in range(steps - 1):
+        ref.step(x, y)
     models = [("tinylazy", tl_model(), _tl_train_step)]
     if torch is not None:
         models.append(("torch", torch_model(), _torch_train_step))
     for name, net, make_step in models:
         load_into(net.parameters(), params)
         plist = list(net.parameters())
-        loss = make_step(net, x, y)().item()
+        step = make_step(net, x, y, sgd=sgd)
+        loss = step().item()
+        for _ in range(steps - 1):
+            step()
         assert abs(loss - loss_ref) <= rtol * abs(loss_ref), f"{name} loss {loss} != numpy {loss_ref}"
-        for k, (p, want) in enumerate(zip(plist, updated)):
+        for k, (p, want) in enumerate(zip(plist, ref.params)):
             got = p.detach().numpy()
             np.testing.assert_allclose(got, want, rtol=rtol, atol=1e-6,
-                                       err_msg=f"{name}: parameter {k} after one SGD step")
+                                       err_msg=f"{name}: parameter {k} after {steps} SGD step(s)")
     return loss_ref
 
 
@@ -192,16 +218,18 @@ def check_mlp(batch_size):
     return _check_train(tl_mlp, torch_mlp, np_ref.MLP, mlp_params(), x, y, rtol=1e-4)
 
 
-def check_lenet(batch_size):
+def check_lenet(batch_size, sgd=None):
     x, y = batch((batch_size, 1, 28, 28))
     return _check_train(lambda: lenet_layers(nn), lambda: lenet_layers(torch.nn), np_ref.LeNet,
-                        lenet_params(), x, y, rtol=1e-4)
+                        lenet_params(), x, y, rtol=1e-4, sgd=sgd, steps=2 if sgd else 1)
 
 
 # --- the 20-op chain (bench_chain.py) -------------------------------------------------------------
 def chain20():
     import bench_chain as bc
-    cases = {"tinylazy": Case(bc.tinylazy_step), "numpy": Case(bc.numpy_step)}
+    cases = {"numpy": Case(bc.numpy_step)}
+    if tl is not None:
+        cases["tinylazy"] = Case(bc.tinylazy_step)
     if torch is not None:
         xt, ones = torch.from_numpy(bc.X), torch.ones(4, 4)
 
@@ -237,13 +265,14 @@ def adam_step(torch_variants=("foreach",)):
     implementation; "default" adds torch's CPU default, which is the per-parameter loop).
     Returns (cases, the initial parameter arrays, the fixed gradients)."""
     params, grads = adam_arrays()
-    tparams = [nn.Parameter(tl.tensor(p.copy())) for p in params]
-    for p, g in zip(tparams, grads):
-        p.grad = tl.tensor(g.copy())
-    topt = optim.Adam(tparams, lr=1e-3)
     ref = np_ref.FlatAdam(params, grads)
-    cases = {"tinylazy": Case(topt.step, probe=lambda: _arrays(tparams)),
-             "numpy": Case(ref.step, probe=lambda: list(ref.views))}
+    cases = {"numpy": Case(ref.step, probe=lambda: list(ref.views))}
+    if tl is not None:
+        tparams = [nn.Parameter(tl.tensor(p.copy())) for p in params]
+        for p, g in zip(tparams, grads):
+            p.grad = tl.tensor(g.copy())
+        topt = optim.Adam(tparams, lr=1e-3)
+        cases["tinylazy"] = Case(topt.step, probe=lambda: _arrays(tparams))
     if torch is not None:
         for variant in torch_variants:
             ps = [torch.nn.Parameter(torch.from_numpy(p.copy())) for p in params]
@@ -323,11 +352,25 @@ def fashion_arrays():
     return ds, images.numpy(), labels.numpy()
 
 
+def fashion_arrays_numpy():
+    """The bundled subset's training images and labels read with NumPy alone (no tinylazy in the process),
+    as FashionMNIST gives them: float32 (N, 1, 28, 28) in [0, 1], int64 labels."""
+    import gzip
+    folder = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "tinylazy", "data")
+    def read(name, offset):
+        with gzip.open(os.path.join(folder, f"fashion-mnist-subset-{name}.gz"), "rb") as f:
+            return np.frombuffer(f.read(), np.uint8, offset=offset)
+    images = np.divide(read("train-images-idx3-ubyte", 16).reshape(-1, 1, 28, 28), 255, dtype=np.float32)
+    return images, read("train-labels-idx1-ubyte", 8).astype(np.int64)
+
+
 def dataloader_epoch(batch_size=64):
     """Cases: one shuffled epoch over the bundled Fashion-MNIST subset (2,000 images), batch `batch_size`;
     each returns (number of samples, sum of labels, sum of pixels) so the epochs can be compared."""
-    ds, images, labels = fashion_arrays()
-    loader = tl.utils.data.DataLoader(ds, batch_size=batch_size, shuffle=True)
+    if tl is not None:
+        ds, images, labels = fashion_arrays()
+    else:
+        images, labels = fashion_arrays_numpy()
 
     def epoch(it):
         n = lab = pix = 0
@@ -341,7 +384,10 @@ def dataloader_epoch(batch_size=64):
         order = np.random.default_rng().permutation(len(labels))
         return epoch((images[order[i:i + batch_size]], labels[order[i:i + batch_size]])
                      for i in range(0, len(order), batch_size))
-    cases = {"tinylazy": Case(lambda: epoch(loader)), "numpy": Case(numpy_epoch)}
+    cases = {"numpy": Case(numpy_epoch)}
+    if tl is not None:
+        loader = tl.utils.data.DataLoader(ds, batch_size=batch_size, shuffle=True)
+        cases["tinylazy"] = Case(lambda: epoch(loader))
     if torch is not None:
         tds = torch.utils.data.TensorDataset(torch.from_numpy(images), torch.from_numpy(labels))
         tloader = torch.utils.data.DataLoader(tds, batch_size=batch_size, shuffle=True)
@@ -352,6 +398,8 @@ def dataloader_epoch(batch_size=64):
 def check_dataloader(cases):
     """Every implementation visits each of the 2,000 samples exactly once per epoch."""
     _, images, labels = fashion_arrays()
+    np_images, np_labels = fashion_arrays_numpy()          # what the peers' own processes read
+    assert np.array_equal(np_images, images) and np.array_equal(np_labels, labels), "subset read differently"
     want = (len(labels), int(labels.sum()), float(images.sum(dtype=np.float64)))
     for name, case in cases.items():
         n, lab, pix = case()
