@@ -26,7 +26,7 @@ _spec = importlib.util.spec_from_file_location("kernel_emulator", Path(__file__)
 emulator = importlib.util.module_from_spec(_spec)
 _spec.loader.exec_module(emulator)
 
-CU_FILES = ("elementwise.cu", "softmax_xent.cu", "optim.cu", "dropout.cu")
+CU_FILES = ("elementwise.cu", "softmax_xent.cu", "optim.cu", "dropout.cu", "checks.cu")
 ONLY_DEVICE = os.environ.get("TINYLAZY_TEST_DEVICE", "")        # "cuda" on a GPU check, "cpu", or unset: both
 GPU_BACKENDS = ["cuda"] if ONLY_DEVICE.startswith("cuda") else ["emulator"] if ONLY_DEVICE == "cpu" else ["emulator", "cuda"]
 cpu_only = pytest.mark.skipif(ONLY_DEVICE.startswith("cuda"), reason="compile checks run in the cpu suite")
@@ -60,6 +60,8 @@ def expected_kernels(file):
             names |= {f"softmax_xent_fwd_{s}", f"softmax_xent_bwd_{s}"}
         elif file == "optim.cu":
             names |= {f"adam_{s}", f"sgd_{s}"}
+        elif file == "checks.cu":
+            names |= {f"class_targets_{s}", "index_range"}
         else:
             names |= {f"dropout_{s}", "dropout_mask"}
     return names

@@ -155,7 +155,7 @@ def bias_act_bwd(grad, saved, b, act, outer, C, inner):
 
 
 # ---- softmax_xent.cu ---------------------------------------------------------------------------------------
-def softmax_xent_fwd(logits, target, smoothing):
+def softmax_xent_fwd(logits, target, smoothing, ignore_index):
     cp = backend.cupy_module()
     rows, C = logits.shape
     loss, stats = cp.empty(rows, dtype=logits.dtype), cp.empty((rows, 2), dtype=logits.dtype)
@@ -163,11 +163,11 @@ def softmax_xent_fwd(logits, target, smoothing):
         with logits.device:
             target = cp.ascontiguousarray(target, dtype=cp.int64)
             _launch("softmax_xent.cu", f"softmax_xent_fwd_{_SUFFIX[logits.dtype]}", (_grid(32 * rows, logits.device),),
-                    (BLOCK,), (logits, target, loss, stats, rows, C, float(smoothing)))
+                    (BLOCK,), (logits, target, loss, stats, rows, C, float(smoothing), int(ignore_index)))
     return loss, stats
 
 
-def softmax_xent_bwd(grad_rows, logits, target, stats, smoothing):
+def softmax_xent_bwd(grad_rows, logits, target, stats, smoothing, ignore_index):
     cp = backend.cupy_module()
     rows, C = logits.shape
     dz = cp.empty_like(logits)
@@ -176,8 +176,28 @@ def softmax_xent_bwd(grad_rows, logits, target, stats, smoothing):
             target = cp.ascontiguousarray(target, dtype=cp.int64)
             grad_rows = cp.ascontiguousarray(cp.broadcast_to(cp.asarray(grad_rows, dtype=logits.dtype), (rows,)))
             _launch("softmax_xent.cu", f"softmax_xent_bwd_{_SUFFIX[logits.dtype]}", (_grid(32 * rows, logits.device),),
-                    (BLOCK,), (grad_rows, logits, target, stats, dz, rows, C, float(smoothing)))
+                    (BLOCK,), (grad_rows, logits, target, stats, dz, rows, C, float(smoothing), int(ignore_index)))
     return dz
+
+
+# ---- checks.cu ---------------------------------------------------------------------------------------------
+def index_range(idx, lo, hi, err, slot):
+    """err[slot] = 1 (on the device) when some value of idx (an int64 CuPy array) lies outside [lo, hi)."""
+    if idx.size:
+        with idx.device:
+            _launch("checks.cu", "index_range", (_grid(idx.size, idx.device),), (BLOCK,),
+                    (idx, idx.size, int(lo), int(hi), err, int(slot)))
+
+
+def class_targets(target, C, ignore_index, dtype, err, slot):
+    """err[slot] = 1 when a target other than ignore_index lies outside [0, C); returns the device array
+    [kept, 1 / kept] (`dtype`; 1 / kept is 0 when kept == 0), kept = the number of targets != ignore_index."""
+    cp = backend.cupy_module()
+    with target.device:
+        kept = cp.empty(2, dtype=dtype)
+        _launch("checks.cu", f"class_targets_{_SUFFIX[np.dtype(dtype)]}", (1,), (BLOCK,),
+                (target, target.size, int(C), int(ignore_index), kept, err, int(slot)))
+    return kept
 
 
 # ---- dropout.cu --------------------------------------------------------------------------------------------
