@@ -610,7 +610,7 @@ def test_kernel_softmax_xent(gpu, smoothing, dtype):
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
-@pytest.mark.parametrize("offset", [0, 3, 2 ** 33 + 1])
+@pytest.mark.parametrize("offset", [0, 2, 3, 2 ** 33 + 1])   # every phase offset % 4
 def test_kernel_dropout_matches_reference_bit_for_bit(gpu, offset, dtype):
     for n in gpu.sizes():
         for gx, x in _variants(gpu, rand((n,), dtype, n)):
@@ -663,12 +663,14 @@ def test_kernel_optimizer_one_launch_for_many_parameters(gpu):
     for mine, theirs in zip(ours, _run_adam(params, grads, "AdamW", {})):
         for a, b in zip(mine, theirs):
             np.testing.assert_allclose(gpu.get(a), b, **gpu_tol(np.float32))
-    p, g = [gpu.put(a) for a in params], [gpu.put(a) for a in grads[0]]
+    p = [gpu.put(a) for a in params]
     tables = len(_kernels._TABLES)
     with launches() as k:
-        for _ in range(3):
-            tlcuda.sgd_step(p, g, None, lr=0.1)
-    assert k.count == 3 and len(_kernels._TABLES) == tables + 1    # the chunk table is built once and reused
+        for _ in range(3):                                          # fresh gradients every step (zero_grad to None)
+            tlcuda.sgd_step(p, [gpu.put(a) for a in grads[0]], None, lr=0.1)
+    assert k.count == 3 and len(_kernels._TABLES) == tables + 1    # keyed on parameters and state: built once
+    want = params[0] - 0.3 * grads[0][0]
+    np.testing.assert_allclose(gpu.get(p[0]), want, **gpu_tol(np.float32))
 
 
 def test_kernels_off_and_fallbacks(gpu, monkeypatch):
