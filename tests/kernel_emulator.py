@@ -5,6 +5,7 @@ the real CUDA kernels of kernels/*.cu compiled for the host.
 arrays, and they behave like CuPy 14's where tinylazy could get it wrong on a real GPU:
 - `numpy.asarray(a)` raises TypeError (CuPy forbids implicit conversion); a NumPy array handed to a cupy
   function, a ufunc or a kernel raises TypeError; reductions return 0-d arrays, never Python numbers;
+  `take` wraps out-of-range indices around; no floating-point warnings (a GPU raises none);
 - arrays and `cupy.cuda.Device` are unhashable, and neither has `__index__` (a Device has `__int__`);
 - `cupy.random.Generator` has only the methods CuPy's has (no `permutation`, `normal`, `choice`);
 - every call that makes the host wait for the GPU (`.get()`, `.item()`, `.tolist()`, `bool()`, `int()`,
@@ -36,6 +37,7 @@ import numpy as np
 
 HEADER = Path(__file__).with_name("kernel_emulator.h")
 CACHE = Path(tempfile.gettempdir()) / "tinylazy-kernel-emulator"
+
 
 SYNCS = collections.Counter()     # what made the host wait for the device -> how often
 UPLOADS = collections.Counter()   # host -> device copies, by the call that made them
@@ -221,7 +223,8 @@ class EmuArray:
                    tuple(sorted(kwargs))))
         _reject_host(f"numpy.{ufunc.__name__} on a cupy array", inputs + tuple(kwargs.get("out", ())))
         out = kwargs.get("out")
-        result = getattr(ufunc, method)(*_unwrap(inputs), **_unwrap(kwargs))
+        with np.errstate(all="ignore"):
+            result = getattr(ufunc, method)(*_unwrap(inputs), **_unwrap(kwargs))
         if out is not None:
             return out[0] if len(out) == 1 else out
         return _wrap(result)
@@ -241,7 +244,8 @@ class EmuArray:
 
         def method(*args, **kwargs):
             CALLS.add(("ndarray", name, tuple(sorted(kwargs))))
-            result = value(*_unwrap(args), **_unwrap(kwargs))
+            with np.errstate(all="ignore"):
+                result = value(*_unwrap(args), **_unwrap(kwargs))
             return self if result is self._a else _wrap(result)
         return method
 
@@ -250,14 +254,16 @@ def _binary(op, reflected=False):
     def f(self, other):
         _reject_host(f"cupy.ndarray.{op.__name__}", (other,))
         a, b = self._a, _unwrap(other)
-        return _wrap(op(b, a) if reflected else op(a, b))
+        with np.errstate(all="ignore"):
+            return _wrap(op(b, a) if reflected else op(a, b))
     return f
 
 
 def _inplace(op):
     def f(self, other):
         _reject_host(f"cupy.ndarray.{op.__name__}", (other,))
-        op(self._a, _unwrap(other))
+        with np.errstate(all="ignore"):
+            op(self._a, _unwrap(other))
         return self
     return f
 
@@ -300,8 +306,11 @@ class _Function:
                 args = (np.array(args[0], dtype=kwargs.pop("dtype", None), copy=True),) + args[1:]
         else:
             _reject_host(f"cupy.{self.name}", args)
+        if self.name == "take":                        # CuPy's take wraps out-of-range indices around
+            kwargs = dict(kwargs, mode="wrap")
         out = kwargs.get("out")
-        result = self.fn(*_unwrap(args), **_unwrap(kwargs))
+        with np.errstate(all="ignore"):
+            result = self.fn(*_unwrap(args), **_unwrap(kwargs))
         if out is not None and type(out) is EmuArray:
             return out
         return _wrap(result)
