@@ -414,7 +414,7 @@ class _Kernel:
             return ctypes.c_double(float(a))
         raise TypeError(f"kernel emulator: cannot pass a {type(a).__name__} to a kernel")
 
-    def __call__(self, grid, block, args, shared_mem=0, stream=None, enable_cooperative_groups=False):
+    def __call__(self, grid, block, args, *, shared_mem=0):
         grid, block = tuple(grid) + (1,) * (3 - len(grid)), tuple(block) + (1,) * (3 - len(block))
         values = [self._convert(a) for a in args]
         pointers = (ctypes.c_void_p * max(1, len(values)))(*[ctypes.addressof(v) for v in values])
