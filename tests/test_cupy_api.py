@@ -62,11 +62,10 @@ def parameters(obj):
     match = re.match(r"^[\w.]+\((.*)\)(\s*->.*)?$", doc[0].strip()) if doc else None
     if match is None:
         return None
-    names, varkw, positional_only = set(), False, False
+    names, varkw = set(), False
     for piece in _split_params(match.group(1).replace("\\*", "*")):
         if piece == "/":
             names.clear()                                  # everything before / is positional-only
-            positional_only = True
             continue
         if piece.startswith("**"):
             varkw = True
@@ -76,7 +75,6 @@ def parameters(obj):
             name = re.match(r"^(?:[\w.]+\s+)?(\w+)\s*(?:=.*)?$", piece)
             if name and name.group(1) != "self":
                 names.add(name.group(1))
-    del positional_only
     return names, varkw
 
 

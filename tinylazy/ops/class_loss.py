@@ -296,7 +296,8 @@ def cross_entropy(input, target, weight=None, size_average=None, ignore_index=-1
     """Softmax cross-entropy of logits (N, C[, d1, ...]) against integer class targets (N[, d1, ...]):
     nll_loss(log_softmax(input, 1), target) in one Function. `weight` (C,) weighs the classes; targets
     equal to `ignore_index` count for nothing; `label_smoothing` eps trains against
-    (1 - eps) one_hot + eps / C."""
+    (1 - eps) one_hot + eps / C. On cuda the targets are checked on the device, without a sync: a class
+    out of range raises IndexError at the next read of device data (see tinylazy._devcheck)."""
     reduction = _reduction("cross_entropy", reduction, size_average, reduce)
     if not 0.0 <= label_smoothing <= 1.0:
         raise ValueError(f"cross_entropy: label_smoothing must be between 0.0 and 1.0, got {label_smoothing}")

@@ -81,7 +81,8 @@ def embedding(input, weight, padding_idx=None, max_norm=None, norm_type=2.0, sca
               sparse=False):
     """out[...] = weight[input[...]]: input integer indices of any shape, weight (num_embeddings, D); the
     output has shape input.shape + (D,). padding_idx's row gets no gradient; max_norm renormalizes the
-    looked-up rows in place first (as PyTorch)."""
+    looked-up rows in place first (as PyTorch). An index outside [0, num_embeddings) raises IndexError: at once
+    on cpu, at the next read of device data on cuda (checked on the device, see tinylazy._devcheck)."""
     op = "embedding"
     w = weight if type(weight) is Tensor else as_tensor_operand(weight, None, op)
     idx = input if type(input) is Tensor else as_tensor_operand(input, None, op)

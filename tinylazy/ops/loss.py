@@ -198,7 +198,9 @@ class OneHot(Function):
 
 
 def one_hot(tensor, num_classes=-1):
-    """(..., ) integer class indices -> (..., num_classes) int64 one-hot; num_classes=-1 means max + 1."""
+    """(..., ) integer class indices -> (..., num_classes) int64 one-hot; num_classes=-1 means max + 1 (which
+    reads the max: a sync on cuda). With num_classes given, a value outside [0, num_classes) raises ValueError
+    on cpu, and on cuda (checked on the device, no sync) IndexError at the next read (tinylazy._devcheck)."""
     t = tensor if type(tensor) is Tensor else as_tensor_operand(tensor, None, "one_hot")
     data = t.array
     if data.dtype.kind not in "iu":
