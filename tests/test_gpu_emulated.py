@@ -227,3 +227,23 @@ def test_randperm_and_shuffle_on_cuda(emu):
     seen = sum((_host(b[0]).tolist() for b in DataLoader(TensorDataset(x), batch_size=3, shuffle=True,
                                                           generator=cuda_gen)), [])
     assert sorted(seen) == list(range(10))
+
+
+@pytest.mark.parametrize("targets", [[[1, -100], [2, 0], [-100, 3]], [[-100, -100], [-100, -100], [-100, -100]]],
+                         ids=["some-ignored", "all-ignored"])
+@pytest.mark.parametrize("weighted", [False, True])
+def test_weighted_and_nd_class_losses_on_cuda_equal_cpu(emu, targets, weighted):
+    """The non-fused path on cuda: device masks for ignored targets, the mean's denominator never read."""
+    z = np.random.default_rng(3).standard_normal((3, 4, 2)).astype(np.float32)
+    w = np.array([0.5, 1.0, 2.0, 0.25], np.float32) if weighted else None
+    results = []
+    for dev in ("cpu", "cuda"):
+        x = tl.tensor(z, device=dev, requires_grad=True)
+        weight = None if w is None else tl.tensor(w, device=dev)
+        t = tl.tensor(targets, device=dev)
+        loss = F.cross_entropy(x, t, weight=weight, label_smoothing=0.1) + F.nll_loss(F.log_softmax(x, 1), t, weight=weight)
+        loss.backward()
+        results.append((_host(loss), _host(x.grad)))
+    np.testing.assert_allclose(results[1][0], results[0][0], rtol=1e-5)
+    np.testing.assert_allclose(results[1][1], results[0][1], rtol=1e-5, atol=1e-6)
+    assert emu.SYNCS["ndarray.__int__"] == emu.SYNCS["ndarray.__bool__"] == 0

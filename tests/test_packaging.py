@@ -43,7 +43,10 @@ def built(tmp_path_factory):
     dist = tmp / "dist"
     sdist = dist / _hook(src, f"print(b.build_sdist({str(dist)!r}))")
     with tarfile.open(sdist) as tar:                      # the wheel is built from the unpacked sdist, as by build
-        tar.extractall(tmp / "unpacked", filter="data")
+        if hasattr(tarfile, "data_filter"):
+            tar.extractall(tmp / "unpacked", filter="data")
+        else:                                             # Python before 3.10.12 / 3.11.4: no filters
+            tar.extractall(tmp / "unpacked")
     unpacked = next((tmp / "unpacked").iterdir())
     wheel = dist / _hook(unpacked, f"print(b.build_wheel({str(dist)!r}))")
     site = tmp / "site"
