@@ -17,7 +17,7 @@
 #   step      a training step and the lazy rules on cuda: test_optim, test_lazy*, test_fusion, test_data, ...
 #   bench     bench/gpu_check.py: copy bandwidth, kernels vs copy, fused Adam vs its bound, MLP/LeNet steps
 #             vs PyTorch CUDA eager (the figures the kernels issue asks for)
-#   ops       every op once in float32: up to 4 cases per cuda test function, float32 preferred, spread
+#   ops       every op once in float32: up to 3 cases per cuda test function, float32 preferred, spread
 #             over its parameters (bench/gpu_check.py --select-tests picks them), op files first
 # With no GPU it stops at once with one line and exit code 2.
 set -u
