@@ -1,24 +1,9 @@
 """tinylazy: a small, readable deep-learning engine on NumPy and CuPy, with lazy parameters."""
-import glob
 import os
-import shutil
 
 from setuptools import find_packages, setup
-from setuptools.command.build_py import build_py
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-
-
-class build_py_with_kernels(build_py):
-    """Ship the CUDA sources of kernels/ inside the installed package, as tinylazy/kernels/*.cu."""
-
-    def run(self):
-        super().run()
-        target = os.path.join(self.build_lib, "tinylazy", "kernels")
-        os.makedirs(target, exist_ok=True)
-        for path in [p for ext in ("*.cu", "*.cuh", "*.md") for p in glob.glob(os.path.join(HERE, "kernels", ext))]:
-            shutil.copy(path, target)
-
 
 with open(os.path.join(HERE, "README.md"), encoding="utf-8") as f:
     long_description = f.read()
@@ -31,17 +16,22 @@ setup(
     long_description_content_type="text/markdown",
     license="MIT",
     python_requires=">=3.10",
-    packages=find_packages(include=["tinylazy", "tinylazy.*"]) + ["tinylazy.data"],
-    package_data={"tinylazy.data": ["*.gz", "*.txt"]},
+    # kernels/ (top level, where the CUDA sources are read) is installed as the data package tinylazy/kernels,
+    # where tinylazy.cuda.kernel_dir() finds it; MANIFEST.in puts it (and the data) in the sdist as well.
+    packages=find_packages(include=["tinylazy", "tinylazy.*"]) + ["tinylazy.data", "tinylazy.kernels"],
+    package_dir={"tinylazy.kernels": "kernels"},
+    package_data={"tinylazy.data": ["*.gz", "*.txt"], "tinylazy.kernels": ["*.cu", "*.cuh", "*.md"]},
     include_package_data=True,
     install_requires=["numpy>=1.26"],
     extras_require={
-        "cuda": ["cupy-cuda13x"],
+        # [ctk]: CuPy's extra that brings the CUDA 13 toolkit's wheels, NVRTC and the runtime headers among them
+        # (cuda-toolkit[cublas,cudart,cufft,curand,cusolver,cusparse,nvrtc]==13.*), so the kernels compile
+        # on a machine with only a driver.
+        "cuda": ["cupy-cuda13x[ctk]"],
         "cuda12": ["cupy-cuda12x"],
         "safetensors": ["safetensors>=0.4"],
-        "test": ["pytest>=7", "pytest-benchmark>=4", "hypothesis>=6", "safetensors>=0.4"],
+        "test": ["pytest>=7", "pytest-benchmark>=4", "hypothesis>=6", "safetensors>=0.4", "setuptools>=64", "wheel"],
         "bench": ["pytest-benchmark>=4", "threadpoolctl>=3"],
         "mpi": ["mpi4py>=4", "mpich"],          # tinylazy.distributed: mpiexec and an MPI library, from wheels
     },
-    cmdclass={"build_py": build_py_with_kernels},
 )

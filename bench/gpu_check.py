@@ -4,7 +4,7 @@ GPU times are CUDA-event times (median of several repetitions; for bandwidth fig
 before each repetition by writing a buffer several times its size); host times per call come from
 cupyx.profiler.benchmark. Nothing is timed with an unsynchronised wall clock. Sections:
 
-  environment   device, versions, test-suite result
+  environment   device, versions, the test sections' results so far (gpu-check-summary.md)
   cold_start    first use of each kernels/*.cu in this process (NVRTC compile or CuPy disk-cache load)
   copy          device copy bandwidth of an SM copy kernel (reads + writes, 512 MiB arrays), and cudaMemcpy
   kernels       each custom kernel's effective bandwidth and its fraction of the copy figure, next to the same
@@ -13,16 +13,23 @@ cupyx.profiler.benchmark. Nothing is timed with an unsynchronised wall clock. Se
   optimizer     the fused Adam step (one launch) for the MLP and a 100-parameter model vs PyTorch's fused Adam,
                 against its bandwidth bound of 28 bytes per float32 parameter
   training      MLP (784-1024-1024-10) and LeNet training steps at batch 128 and 1024 vs PyTorch CUDA eager
+  no_sync       a training step under cupyx.allow_synchronize(False), and captured in a CUDA graph
 
-Each section runs under its own time budget; a section that fails records its error text instead of figures.
-The results are rewritten after every section to <out>/gpu-check-<date>.json and .md.
+Each section runs under its own time budget (scaled down to fit --budget); a section that fails or runs out
+of time records its error text instead of figures, and the next one runs. The results are rewritten after
+every section to <out>/gpu-check-<date>.json and .md.
+
+`--select-tests PATH` instead writes the cuda test cases of gpu_check.sh's "ops" pass (see select_tests).
 """
 import argparse
 import datetime
 import json
 import os
 import platform
+import re
 import signal
+import subprocess
+import sys
 import statistics
 import time
 import traceback
@@ -91,16 +98,16 @@ def gbps(nbytes, ms):
 def environment(ctx):
     cp, p = ctx.cp, ctx.props
     name = p["name"].decode() if isinstance(p["name"], bytes) else str(p["name"])
-    log = Path(ctx.args.tests_log) if ctx.args.tests_log else None
-    lines = log.read_text(errors="replace").splitlines() if log and log.exists() else []
-    tail = [line for line in lines if line.strip()][-1:]
+    summary = Path(ctx.args.summary) if ctx.args.summary else None
+    rows = [line for line in summary.read_text(errors="replace").splitlines() if line.startswith("| ")
+            and not line.startswith("| section") and not line.startswith("| ---")] if summary and summary.exists() else []
     return {"notes": {
         "device": name, "compute_capability": f"{p['major']}.{p['minor']}", "sms": ctx.sms,
         "memory_gib": round(p["totalGlobalMem"] / 2 ** 30, 1), "l2_mib": round(p["l2CacheSize"] / MIB, 1),
         "cupy": cp.__version__, "numpy": np.__version__, "torch": getattr(ctx.torch, "__version__", None),
         "python": platform.python_version(),
         "date_utc": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-        "tests_exit_code": ctx.args.tests_rc, "tests_summary": tail[0] if tail else None,
+        "test_sections": " ; ".join(r.strip("| ").replace(" | ", ", ") for r in rows) or None,
         "cupy_cache_dir": os.environ.get("CUPY_CACHE_DIR", "~/.cupy/kernel_cache")}}
 
 
@@ -358,9 +365,54 @@ def training(ctx):
                                     "torch_over_tinylazy": "> 1 means tinylazy is faster"}}
 
 
-# (name, function, time budget in seconds): 185 s in all, inside gpu_check.sh's 190 s timeout
+def no_sync(ctx):
+    """A warm tinylazy MLP training step (cross_entropy, Adam) under cupyx.allow_synchronize(False), which
+    raises at any synchronizing CuPy call (tests/test_gpu_emulated.py checks the same on the CPU); then the
+    same step captured in a CUDA graph on a non-blocking stream and replayed (what a captured step needs)."""
+    import cupyx
+
+    import tinylazy as tl
+    import tinylazy.nn.functional as TF
+    from tinylazy import nn as tnn
+    from tinylazy import optim as toptim
+    net = _mlp(tnn).to("cuda")
+    X, y = tl.randn(128, 1, 28, 28, device="cuda"), tl.randint(0, 10, (128,), device="cuda")
+    opt = toptim.Adam(net.parameters(), lr=1e-3)
+
+    def step():
+        opt.zero_grad(set_to_none=False)
+        TF.cross_entropy(net(X), y).backward()
+        opt.step()
+    for _ in range(3):
+        step()
+    ctx.cp.cuda.Device().synchronize()
+    rows = []
+    try:
+        with cupyx.allow_synchronize(False):
+            step()
+        rows.append({"check": "step under cupyx.allow_synchronize(False)", "result": "ok: no synchronizing call"})
+    except Exception as e:
+        rows.append({"check": "step under cupyx.allow_synchronize(False)", "result": f"{type(e).__name__}: {e}"[:300]})
+    try:
+        stream = ctx.cp.cuda.Stream(non_blocking=True)
+        with stream:
+            stream.begin_capture()
+            try:
+                step()
+            finally:
+                graph = stream.end_capture()
+            graph.launch()
+        stream.synchronize()
+        rows.append({"check": "step captured in a CUDA graph and replayed", "result": "ok"})
+    except Exception as e:
+        rows.append({"check": "step captured in a CUDA graph and replayed", "result": f"{type(e).__name__}: {e}"[:300]})
+    return {"rows": rows, "notes": {"model": "MLP 784-1024-1024-10, batch 128, Adam, zero_grad(set_to_none=False)"}}
+
+
+# (name, function, time budget in seconds): 200 s in all, scaled down by --budget (gpu_check.sh gives 125 s)
 SECTIONS = [("environment", environment, 10), ("cold_start", cold_start, 20), ("copy", copy, 15),
-            ("kernels", kernels, 40), ("host", host, 15), ("optimizer", optimizer, 20), ("training", training, 65)]
+            ("kernels", kernels, 40), ("host", host, 15), ("optimizer", optimizer, 20), ("training", training, 65),
+            ("no_sync", no_sync, 15)]
 
 
 # ================================ output ================================================================
@@ -391,13 +443,62 @@ def _alarm(signum, frame):
     raise SectionTimeout("section ran past its time budget")
 
 
+# ================================ the cuda test subset of gpu_check.sh ===================================
+# Op test files first (the ops most models use come first), then the rest; the kernel and step sections of
+# gpu_check.sh have already run their files, and the emulator/packaging/CuPy-signature tests are cpu-only.
+PRIORITY = ["test_linear", "test_conv", "test_pool", "test_activation", "test_loss", "test_norm", "test_embedding",
+            "test_elementwise", "test_indexing", "test_shape", "test_reduce", "test_linalg", "test_tensor",
+            "test_autograd", "test_init", "test_layers", "test_serialization", "test_meta"]
+ALREADY_RUN = {"test_kernels", "test_optim", "test_lazy", "test_lazy_materialize", "test_fusion", "test_data",
+               "test_d2l_builders", "test_module", "test_gpu_emulated", "test_cupy_api", "test_packaging", "test_demo"}
+
+
+def select_tests(ids, per_function=3):
+    """From the collected test ids (TINYLAZY_TEST_DEVICE=cuda), the cuda cases to run on a cold machine:
+    for each test function, up to `per_function` cases, float32 preferred (no float64/float16 in the id, when
+    the function has such cases), spread evenly over its parameter list so that different ops and layouts
+    are hit; files in PRIORITY order. Every op is then exercised once or more in float32 in a few hundred
+    cases instead of ~1,400, which keeps NVRTC's compiles (one per distinct CuPy kernel) within the pass."""
+    by_function = {}
+    for nodeid in ids:
+        name, _, params = nodeid.partition("[")
+        module = Path(name.split("::")[0]).stem
+        if "cuda" not in params.rstrip("]").split("-") or module in ALREADY_RUN:
+            continue
+        by_function.setdefault(name, []).append(nodeid)
+    chosen = []
+    for name, cases in by_function.items():
+        preferred = [c for c in cases if not re.search(r"float64|float16|bfloat16|complex", c)] or cases
+        k = min(per_function, len(preferred))
+        picks = [preferred[round(i * (len(preferred) - 1) / max(k - 1, 1))] for i in range(k)]
+        chosen += list(dict.fromkeys(picks))
+    rank = {m: i for i, m in enumerate(PRIORITY)}
+    return sorted(chosen, key=lambda c: rank.get(Path(c.split("::")[0]).stem, len(PRIORITY)))
+
+
+def write_selected_tests(path):
+    env = dict(os.environ, TINYLAZY_TEST_DEVICE="cuda")
+    out = subprocess.run([sys.executable, "-m", "pytest", "--collect-only", "-q", "-p", "no:cacheprovider", "tests"],
+                         capture_output=True, text=True, env=env)
+    ids = [line.strip() for line in out.stdout.splitlines() if "::" in line]
+    chosen = select_tests(ids)
+    Path(path).write_text("".join(c + "\n" for c in chosen))
+    print(f"selected {len(chosen)} of {len(ids)} collected test cases -> {path}")
+    return 0 if chosen else 1
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", default=os.environ.get("OUT") or "bench/results")
-    parser.add_argument("--tests-rc", type=int, default=None)
-    parser.add_argument("--tests-log", default=None)
+    parser.add_argument("--summary", default=None, help="gpu_check.sh's summary of the test sections")
+    parser.add_argument("--budget", type=float, default=None, help="seconds for all sections (scales their budgets)")
     parser.add_argument("--only", nargs="*", help="run only these sections")
+    parser.add_argument("--select-tests", metavar="PATH", help="write the cuda test cases of the ops pass and exit")
     args = parser.parse_args()
+    if args.select_tests:
+        raise SystemExit(write_selected_tests(args.select_tests))
+    total = sum(budget for _, _, budget in SECTIONS)
+    scale = min(1.0, (args.budget - 5) / total) if args.budget else 1.0
     out_dir = Path(args.out)
     out_dir.mkdir(parents=True, exist_ok=True)
     stem = "gpu-check-" + datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d-%H%M")
@@ -407,6 +508,7 @@ def main():
     except Exception:
         results["setup"] = {"error": traceback.format_exc()}
         write(results, out_dir, stem)
+        print("setup FAILED:\n" + results["setup"]["error"], flush=True)
         raise SystemExit(1)
     signal.signal(signal.SIGALRM, _alarm)
     failed = False
@@ -414,7 +516,7 @@ def main():
         if args.only and name not in args.only:
             continue
         t0 = time.perf_counter()
-        signal.alarm(budget)
+        signal.alarm(max(3, int(budget * scale)))
         try:
             results[name] = fn(ctx)
         except BaseException as e:

@@ -31,18 +31,24 @@ __device__ __forceinline__ U32x4 philox_block(unsigned long long q, unsigned lon
     return philox4x32_10((unsigned int)q, (unsigned int)(q >> 32), 0u, 0u, (unsigned int)seed, (unsigned int)(seed >> 32));
 }
 
-// The random numbers of the 4 elements 4k .. 4k+3 of this call: at most two Philox calls (one when offset % 4 == 0).
+// The random numbers of the 4 elements 4k .. 4k+3 of this call, for a call whose offset % 4 == PHASE.
+// PHASE is a template parameter, so after unrolling every index into a Philox output is a constant and the
+// numbers stay in registers. (Picking the outputs with a runtime index, as an earlier version did, puts
+// them in local memory and costs ~150 instructions per 16 bytes: the kernel was compute-bound.)
+// PHASE 0 -- the aligned fast path, and the usual case (tinylazy reserves counters in multiples of 4) --
+// is one Philox call per 4 elements; any other phase straddles two calls.
+template <int PHASE>
 __device__ __forceinline__ void randoms4(long long k, unsigned long long seed, unsigned long long offset, unsigned int (&r)[4]) {
-    const unsigned long long g0 = offset + 4ull * (unsigned long long)k;   // counter of element 4k
-    const unsigned int phase = (unsigned int)(g0 & 3ull);
-    const U32x4 first = philox_block(g0 >> 2, seed);
-    U32x4 second = first;
-    if (phase != 0) second = philox_block((g0 >> 2) + 1ull, seed);
+    const unsigned long long q = (offset + 4ull * (unsigned long long)k) >> 2;   // counter of element 4k's call
+    const U32x4 first = philox_block(q, seed);
+    if (PHASE == 0) {
 #pragma unroll
-    for (int j = 0; j < 4; ++j) {
-        const unsigned int lane = phase + j;
-        r[j] = lane < 4 ? first.v[lane] : second.v[lane - 4];
+        for (int j = 0; j < 4; ++j) r[j] = first.v[j];
+        return;
     }
+    const U32x4 second = philox_block(q + 1ull, seed);
+#pragma unroll
+    for (int j = 0; j < 4; ++j) r[j] = PHASE + j < 4 ? first.v[(PHASE + j) & 3] : second.v[(PHASE + j) & 3];
 }
 
 // Load / store the 4 elements 4k .. 4k+3, with 128-bit accesses when `vec` (all 4 exist and x is aligned).
@@ -73,7 +79,7 @@ __device__ __forceinline__ void store4(double* y, long long k, bool vec, long lo
 }
 
 // y = x * keep * scale; each thread handles groups of 4 elements.
-template <typename T>
+template <typename T, int PHASE>
 __device__ void dropout_apply(const T* __restrict__ x, T* __restrict__ y, long long n, long long seed,
                               long long offset, long long threshold, double scale) {
     const T s = T(scale);
@@ -82,7 +88,7 @@ __device__ void dropout_apply(const T* __restrict__ x, T* __restrict__ y, long l
     for (long long k = global_thread(); 4 * k < n; k += grid_threads()) {
         const bool vec = aligned && 4 * k + 3 < n;
         unsigned int r[4];
-        randoms4(k, (unsigned long long)seed, (unsigned long long)offset, r);
+        randoms4<PHASE>(k, (unsigned long long)seed, (unsigned long long)offset, r);
         T a[4];
         load4(x, k, vec, n, a);
 #pragma unroll
@@ -92,26 +98,44 @@ __device__ void dropout_apply(const T* __restrict__ x, T* __restrict__ y, long l
 }
 
 // mask[i] = keep_i (one byte per element, as a NumPy/CuPy bool array).
+template <int PHASE>
 __device__ void dropout_keep_mask(bool* __restrict__ mask, long long n, long long seed, long long offset, long long threshold) {
     const unsigned long long t = (unsigned long long)threshold;
     for (long long k = global_thread(); 4 * k < n; k += grid_threads()) {
         unsigned int r[4];
-        randoms4(k, (unsigned long long)seed, (unsigned long long)offset, r);
+        randoms4<PHASE>(k, (unsigned long long)seed, (unsigned long long)offset, r);
+#pragma unroll
         for (int j = 0; j < 4; ++j)
             if (4 * k + j < n) mask[4 * k + j] = (unsigned long long)r[j] >= t;
+    }
+}
+
+// The phase (offset % 4) is the same for the whole launch: pick the instantiation once.
+template <typename T>
+__device__ void dropout_any(const T* x, T* y, long long n, long long seed, long long offset, long long threshold, double scale) {
+    switch ((unsigned long long)offset & 3ull) {
+        case 0: dropout_apply<T, 0>(x, y, n, seed, offset, threshold, scale); break;
+        case 1: dropout_apply<T, 1>(x, y, n, seed, offset, threshold, scale); break;
+        case 2: dropout_apply<T, 2>(x, y, n, seed, offset, threshold, scale); break;
+        default: dropout_apply<T, 3>(x, y, n, seed, offset, threshold, scale); break;
     }
 }
 
 // ---- extern "C" entry points ----------------------------------------------------------------------------
 extern "C" __global__ void __launch_bounds__(256)
 dropout_f32(const float* x, float* y, long long n, long long seed, long long offset, long long threshold, double scale) {
-    dropout_apply<float>(x, y, n, seed, offset, threshold, scale);
+    dropout_any<float>(x, y, n, seed, offset, threshold, scale);
 }
 extern "C" __global__ void __launch_bounds__(256)
 dropout_f64(const double* x, double* y, long long n, long long seed, long long offset, long long threshold, double scale) {
-    dropout_apply<double>(x, y, n, seed, offset, threshold, scale);
+    dropout_any<double>(x, y, n, seed, offset, threshold, scale);
 }
 extern "C" __global__ void __launch_bounds__(256)
 dropout_mask(bool* mask, long long n, long long seed, long long offset, long long threshold) {
-    dropout_keep_mask(mask, n, seed, offset, threshold);
+    switch ((unsigned long long)offset & 3ull) {
+        case 0: dropout_keep_mask<0>(mask, n, seed, offset, threshold); break;
+        case 1: dropout_keep_mask<1>(mask, n, seed, offset, threshold); break;
+        case 2: dropout_keep_mask<2>(mask, n, seed, offset, threshold); break;
+        default: dropout_keep_mask<3>(mask, n, seed, offset, threshold); break;
+    }
 }

@@ -2,10 +2,14 @@
 // ONE launch per step for all the parameters of a model.
 //
 // The parameters are cut into chunks of at most a few thousand elements, and a small device table holds
-// one row of 5 int64 per chunk:  [param*, grad*, state1*, state2*, count]  (pointers to the chunk's first
-// element; state1/state2 are the momentum buffer and unused for SGD, exp_avg and exp_avg_sq for Adam).
-// Block b updates chunk b. The table only changes when the parameters do, so the host builds it once and
-// reuses it; a step is one launch with the step's scalars as arguments. The math is PyTorch's
+// one row of 6 int64 per chunk:  [param*, state1*, state2*, count, slot, start]  (pointers to the chunk's
+// first element; state1/state2 are the momentum buffer and unused for SGD, exp_avg and exp_avg_sq for Adam;
+// `slot` is the parameter's position and `start` the chunk's first element in it). The gradients come
+// apart, as a device array `grads` of one pointer per parameter: the chunk's gradient is grads[slot] + start.
+// The table only changes when the parameters or their state do, so the host builds it once and reuses it;
+// fresh gradients (zero_grad(set_to_none=True)) only touch the small pointer array, and only when a
+// pointer differs from the last step's. Block b updates chunk b; a step is one launch with the step's
+// scalars as arguments. The math is PyTorch's
 // (torch.optim, single-tensor path), written per element:
 //
 // SGD:   d = g + wd p;  if momentum: buf = d (first step) or momentum buf + (1 - dampening) d;
@@ -47,24 +51,24 @@ __device__ __forceinline__ void sgd_one(T& p, T g, T& buf, const SgdArgs<T>& a) 
     p = p + (-a.lr) * d;
 }
 
-// Row b of the table, as typed pointers.
+// Row b of the table, as typed pointers; the gradient pointer is grads[slot] + start.
 template <typename T>
 struct Chunk {
     T* p; const T* g; T* s1; T* s2; long long n;
-    __device__ explicit Chunk(const long long* table) {
-        const long long* row = table + (long long)blockIdx.x * 5;
+    __device__ Chunk(const long long* table, const long long* grads) {
+        const long long* row = table + (long long)blockIdx.x * 6;
         p = reinterpret_cast<T*>(row[0]);
-        g = reinterpret_cast<const T*>(row[1]);
-        s1 = reinterpret_cast<T*>(row[2]);
-        s2 = reinterpret_cast<T*>(row[3]);
-        n = row[4];
+        s1 = reinterpret_cast<T*>(row[1]);
+        s2 = reinterpret_cast<T*>(row[2]);
+        n = row[3];
+        g = reinterpret_cast<const T*>(grads[row[4]]) + row[5];
     }
 };
 
 template <typename T>
-__device__ void adam_kernel(const long long* table, const AdamArgs<T>& a) {
+__device__ void adam_kernel(const long long* table, const long long* grads, const AdamArgs<T>& a) {
     constexpr int W = Vec<T>::width;
-    const Chunk<T> c(table);
+    const Chunk<T> c(table, grads);
     const bool vec = aligned16(c.p) && aligned16(c.g) && aligned16(c.s1) && aligned16(c.s2);
     const long long nvec = vec ? c.n / W : 0;
     for (long long i = threadIdx.x; i < nvec; i += blockDim.x) {
@@ -78,9 +82,9 @@ __device__ void adam_kernel(const long long* table, const AdamArgs<T>& a) {
 }
 
 template <typename T>
-__device__ void sgd_kernel(const long long* table, const SgdArgs<T>& a) {
+__device__ void sgd_kernel(const long long* table, const long long* grads, const SgdArgs<T>& a) {
     constexpr int W = Vec<T>::width;
-    const Chunk<T> c(table);
+    const Chunk<T> c(table, grads);
     const bool has_buf = a.momentum != T(0);                  // without momentum s1 is null and never touched
     const bool vec = aligned16(c.p) && aligned16(c.g) && (!has_buf || aligned16(c.s1));
     const long long nvec = vec ? c.n / W : 0;
@@ -104,8 +108,9 @@ __device__ void sgd_kernel(const long long* table, const SgdArgs<T>& a) {
 // All scalars arrive as double (CuPy passes a Python float as double) and are rounded to T once here.
 #define TL_OPTIM_KERNELS(T, SUF)                                                                              \
     extern "C" __global__ void __launch_bounds__(256)                                                         \
-    adam_##SUF(const long long* table, double lr, double beta1, double beta2, double eps,                     \
-               double weight_decay, double step_size, double bias_correction2_sqrt, long long decoupled) {    \
+    adam_##SUF(const long long* table, const long long* grads, double lr, double beta1, double beta2,         \
+               double eps, double weight_decay, double step_size, double bias_correction2_sqrt,               \
+               long long decoupled) {                                                                         \
         AdamArgs<T> a;                                                                                        \
         a.lr_wd_decay = T(1.0 - lr * weight_decay);                                                           \
         a.wd = T(weight_decay);                                                                               \
@@ -116,11 +121,11 @@ __device__ void sgd_kernel(const long long* table, const SgdArgs<T>& a) {
         a.bc2_sqrt = T(bias_correction2_sqrt);                                                                \
         a.eps = T(eps);                                                                                       \
         a.decoupled = decoupled != 0;                                                                         \
-        adam_kernel<T>(table, a);                                                                             \
+        adam_kernel<T>(table, grads, a);                                                                      \
     }                                                                                                         \
     extern "C" __global__ void __launch_bounds__(256)                                                         \
-    sgd_##SUF(const long long* table, double lr, double momentum, double dampening, double weight_decay,      \
-              long long nesterov, long long first_step) {                                                     \
+    sgd_##SUF(const long long* table, const long long* grads, double lr, double momentum, double dampening,  \
+              double weight_decay, long long nesterov, long long first_step) {                                \
         SgdArgs<T> a;                                                                                         \
         a.lr = T(lr);                                                                                         \
         a.momentum = T(momentum);                                                                             \
@@ -128,7 +133,7 @@ __device__ void sgd_kernel(const long long* table, const SgdArgs<T>& a) {
         a.wd = T(weight_decay);                                                                               \
         a.nesterov = nesterov != 0;                                                                           \
         a.first = first_step != 0;                                                                            \
-        sgd_kernel<T>(table, a);                                                                              \
+        sgd_kernel<T>(table, grads, a);                                                                       \
     }
 
 TL_OPTIM_KERNELS(float, f32)

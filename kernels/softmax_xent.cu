@@ -10,7 +10,8 @@
 //
 // One warp per row; each lane walks the row with a stride of 32 (128-bit loads when the rows are aligned),
 // keeping a running maximum m and the sum s of exp(z - m) (the "online softmax"), merged across lanes with
-// shuffles. A target outside [0, C) gives a NaN loss (nothing is read out of bounds).
+// shuffles. A row whose target equals ignore_index gets loss 0 and gradient 0; any other target outside
+// [0, C) gives a NaN loss (nothing is read out of bounds; kernels/checks.cu flags it).
 #include "common.cuh"
 
 // Fold z into (m, s), where s = sum exp(z_i - m) over the values seen so far and m their maximum.
@@ -36,7 +37,7 @@ __device__ __forceinline__ void online_merge(T& m, T& s, T m2, T s2) {
 template <typename T>
 __device__ void xent_forward(const T* __restrict__ z, const long long* __restrict__ target,
                              T* __restrict__ loss, T* __restrict__ stats,
-                             long long rows, long long C, double smoothing) {
+                             long long rows, long long C, double smoothing, long long ignore_index) {
     constexpr int W = Vec<T>::width;
     const int lane = threadIdx.x & 31;
     const bool vec = aligned16(z) && C % W == 0;                 // then every row starts 16-byte aligned
@@ -64,7 +65,8 @@ __device__ void xent_forward(const T* __restrict__ z, const long long* __restric
             const T log_s = log_t(s);
             const long long t = target[r];
             const T nll = (t >= 0 && t < C) ? (m - row[t]) + log_s : quiet_nan<T>();
-            loss[r] = smoothing == 0.0 ? nll : (T(1) - eps) * nll + eps * ((m - zsum / T(C)) + log_s);
+            loss[r] = t == ignore_index ? T(0)
+                    : smoothing == 0.0 ? nll : (T(1) - eps) * nll + eps * ((m - zsum / T(C)) + log_s);
             stats[2 * r] = m;
             stats[2 * r + 1] = log_s;
         }
@@ -74,15 +76,16 @@ __device__ void xent_forward(const T* __restrict__ z, const long long* __restric
 template <typename T>
 __device__ void xent_backward(const T* __restrict__ grad_rows, const T* __restrict__ z,
                               const long long* __restrict__ target, const T* __restrict__ stats,
-                              T* __restrict__ dz, long long rows, long long C, double smoothing) {
+                              T* __restrict__ dz, long long rows, long long C, double smoothing,
+                              long long ignore_index) {
     constexpr int W = Vec<T>::width;
     const int lane = threadIdx.x & 31;
     const bool vec = aligned16(z) && aligned16(dz) && C % W == 0;
     const T off = T(smoothing / (double)C);          // eps / C, subtracted everywhere
     const T on = T(1.0 - smoothing);                 // 1 - eps, subtracted at the target
     for (long long r = global_thread() / 32; r < rows; r += grid_threads() / 32) {
-        const T g = grad_rows[r], m = stats[2 * r], l = stats[2 * r + 1];
         const long long t = target[r];
+        const T g = t == ignore_index ? T(0) : grad_rows[r], m = stats[2 * r], l = stats[2 * r + 1];
         const T* row = z + r * C;
         T* out = dz + r * C;
         if (vec) {
@@ -102,21 +105,21 @@ __device__ void xent_backward(const T* __restrict__ grad_rows, const T* __restri
 // ---- extern "C" entry points ----------------------------------------------------------------------------
 extern "C" __global__ void __launch_bounds__(256)
 softmax_xent_fwd_f32(const float* z, const long long* target, float* loss, float* stats,
-                     long long rows, long long C, double smoothing) {
-    xent_forward<float>(z, target, loss, stats, rows, C, smoothing);
+                     long long rows, long long C, double smoothing, long long ignore_index) {
+    xent_forward<float>(z, target, loss, stats, rows, C, smoothing, ignore_index);
 }
 extern "C" __global__ void __launch_bounds__(256)
 softmax_xent_fwd_f64(const double* z, const long long* target, double* loss, double* stats,
-                     long long rows, long long C, double smoothing) {
-    xent_forward<double>(z, target, loss, stats, rows, C, smoothing);
+                     long long rows, long long C, double smoothing, long long ignore_index) {
+    xent_forward<double>(z, target, loss, stats, rows, C, smoothing, ignore_index);
 }
 extern "C" __global__ void __launch_bounds__(256)
 softmax_xent_bwd_f32(const float* grad_rows, const float* z, const long long* target, const float* stats, float* dz,
-                     long long rows, long long C, double smoothing) {
-    xent_backward<float>(grad_rows, z, target, stats, dz, rows, C, smoothing);
+                     long long rows, long long C, double smoothing, long long ignore_index) {
+    xent_backward<float>(grad_rows, z, target, stats, dz, rows, C, smoothing, ignore_index);
 }
 extern "C" __global__ void __launch_bounds__(256)
 softmax_xent_bwd_f64(const double* grad_rows, const double* z, const long long* target, const double* stats, double* dz,
-                     long long rows, long long C, double smoothing) {
-    xent_backward<double>(grad_rows, z, target, stats, dz, rows, C, smoothing);
+                     long long rows, long long C, double smoothing, long long ignore_index) {
+    xent_backward<double>(grad_rows, z, target, stats, dz, rows, C, smoothing, ignore_index);
 }

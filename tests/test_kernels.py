@@ -26,7 +26,7 @@ _spec = importlib.util.spec_from_file_location("kernel_emulator", Path(__file__)
 emulator = importlib.util.module_from_spec(_spec)
 _spec.loader.exec_module(emulator)
 
-CU_FILES = ("elementwise.cu", "softmax_xent.cu", "optim.cu", "dropout.cu")
+CU_FILES = ("elementwise.cu", "softmax_xent.cu", "optim.cu", "dropout.cu", "checks.cu")
 ONLY_DEVICE = os.environ.get("TINYLAZY_TEST_DEVICE", "")        # "cuda" on a GPU check, "cpu", or unset: both
 GPU_BACKENDS = ["cuda"] if ONLY_DEVICE.startswith("cuda") else ["emulator"] if ONLY_DEVICE == "cpu" else ["emulator", "cuda"]
 cpu_only = pytest.mark.skipif(ONLY_DEVICE.startswith("cuda"), reason="compile checks run in the cpu suite")
@@ -60,6 +60,8 @@ def expected_kernels(file):
             names |= {f"softmax_xent_fwd_{s}", f"softmax_xent_bwd_{s}"}
         elif file == "optim.cu":
             names |= {f"adam_{s}", f"sgd_{s}"}
+        elif file == "checks.cu":
+            names |= {f"class_targets_{s}", "index_range"}
         else:
             names |= {f"dropout_{s}", "dropout_mask"}
     return names
@@ -608,7 +610,7 @@ def test_kernel_softmax_xent(gpu, smoothing, dtype):
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
-@pytest.mark.parametrize("offset", [0, 3, 2 ** 33 + 1])
+@pytest.mark.parametrize("offset", [0, 2, 3, 2 ** 33 + 1])   # every phase offset % 4
 def test_kernel_dropout_matches_reference_bit_for_bit(gpu, offset, dtype):
     for n in gpu.sizes():
         for gx, x in _variants(gpu, rand((n,), dtype, n)):
@@ -661,12 +663,14 @@ def test_kernel_optimizer_one_launch_for_many_parameters(gpu):
     for mine, theirs in zip(ours, _run_adam(params, grads, "AdamW", {})):
         for a, b in zip(mine, theirs):
             np.testing.assert_allclose(gpu.get(a), b, **gpu_tol(np.float32))
-    p, g = [gpu.put(a) for a in params], [gpu.put(a) for a in grads[0]]
+    p = [gpu.put(a) for a in params]
     tables = len(_kernels._TABLES)
     with launches() as k:
-        for _ in range(3):
-            tlcuda.sgd_step(p, g, None, lr=0.1)
-    assert k.count == 3 and len(_kernels._TABLES) == tables + 1    # the chunk table is built once and reused
+        for _ in range(3):                                          # fresh gradients every step (zero_grad to None)
+            tlcuda.sgd_step(p, [gpu.put(a) for a in grads[0]], None, lr=0.1)
+    assert k.count == 3 and len(_kernels._TABLES) == tables + 1    # keyed on parameters and state: built once
+    want = params[0] - 0.3 * grads[0][0]
+    np.testing.assert_allclose(gpu.get(p[0]), want, **gpu_tol(np.float32))
 
 
 def test_kernels_off_and_fallbacks(gpu, monkeypatch):

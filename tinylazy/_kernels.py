@@ -24,7 +24,7 @@ _SOURCES = {}               # file name -> source text, common.cuh pasted in
 _MODULES = {}               # file name -> cupy.RawModule
 _FUNCTIONS = {}             # kernel name -> cupy.RawKernel (CuPy loads it on each device as needed)
 _SM_COUNT = {}              # device id -> number of SMs
-_TABLES = {}                # optimizer chunk tables, keyed by the arrays' pointers and sizes
+_TABLES = {}                # optimizer chunk tables, keyed by the parameters' and states' pointers and sizes
 
 
 def enabled():
@@ -155,7 +155,7 @@ def bias_act_bwd(grad, saved, b, act, outer, C, inner):
 
 
 # ---- softmax_xent.cu ---------------------------------------------------------------------------------------
-def softmax_xent_fwd(logits, target, smoothing):
+def softmax_xent_fwd(logits, target, smoothing, ignore_index):
     cp = backend.cupy_module()
     rows, C = logits.shape
     loss, stats = cp.empty(rows, dtype=logits.dtype), cp.empty((rows, 2), dtype=logits.dtype)
@@ -163,11 +163,11 @@ def softmax_xent_fwd(logits, target, smoothing):
         with logits.device:
             target = cp.ascontiguousarray(target, dtype=cp.int64)
             _launch("softmax_xent.cu", f"softmax_xent_fwd_{_SUFFIX[logits.dtype]}", (_grid(32 * rows, logits.device),),
-                    (BLOCK,), (logits, target, loss, stats, rows, C, float(smoothing)))
+                    (BLOCK,), (logits, target, loss, stats, rows, C, float(smoothing), int(ignore_index)))
     return loss, stats
 
 
-def softmax_xent_bwd(grad_rows, logits, target, stats, smoothing):
+def softmax_xent_bwd(grad_rows, logits, target, stats, smoothing, ignore_index):
     cp = backend.cupy_module()
     rows, C = logits.shape
     dz = cp.empty_like(logits)
@@ -176,8 +176,28 @@ def softmax_xent_bwd(grad_rows, logits, target, stats, smoothing):
             target = cp.ascontiguousarray(target, dtype=cp.int64)
             grad_rows = cp.ascontiguousarray(cp.broadcast_to(cp.asarray(grad_rows, dtype=logits.dtype), (rows,)))
             _launch("softmax_xent.cu", f"softmax_xent_bwd_{_SUFFIX[logits.dtype]}", (_grid(32 * rows, logits.device),),
-                    (BLOCK,), (grad_rows, logits, target, stats, dz, rows, C, float(smoothing)))
+                    (BLOCK,), (grad_rows, logits, target, stats, dz, rows, C, float(smoothing), int(ignore_index)))
     return dz
+
+
+# ---- checks.cu ---------------------------------------------------------------------------------------------
+def index_range(idx, lo, hi, err, slot):
+    """err[slot] = 1 (on the device) when some value of idx (an int64 CuPy array) lies outside [lo, hi)."""
+    if idx.size:
+        with idx.device:
+            _launch("checks.cu", "index_range", (_grid(idx.size, idx.device),), (BLOCK,),
+                    (idx, idx.size, int(lo), int(hi), err, int(slot)))
+
+
+def class_targets(target, C, ignore_index, dtype, err, slot):
+    """err[slot] = 1 when a target other than ignore_index lies outside [0, C); returns the device array
+    [kept, 1 / kept] (`dtype`; 1 / kept is 0 when kept == 0), kept = the number of targets != ignore_index."""
+    cp = backend.cupy_module()
+    with target.device:
+        kept = cp.empty(2, dtype=dtype)
+        _launch("checks.cu", f"class_targets_{_SUFFIX[np.dtype(dtype)]}", (1,), (BLOCK,),
+                (target, target.size, int(C), int(ignore_index), kept, err, int(slot)))
+    return kept
 
 
 # ---- dropout.cu --------------------------------------------------------------------------------------------
@@ -217,42 +237,65 @@ def usable_lists(*lists):
     return all(lst[i].size == present[0][i].size for lst in present for i in range(len(lst)))
 
 
-def _chunk_table(params, grads, state1, state2):
-    """The device table of optim.cu: one row [param*, grad*, state1*, state2*, count] per chunk of at most
-    OPTIM_CHUNK elements, pointers at the chunk's first element (0 for an absent state list). Built once for
-    a given set of arrays and kept, so a training step does not copy anything to the device."""
-    cp = backend.cupy_module()
-    none = [None] * len(params)
-    key = (params[0].dtype.char, params[0].device.id) + tuple(
-        (p.data.ptr, g.data.ptr, 0 if s is None else s.data.ptr, 0 if v is None else v.data.ptr, p.size)
-        for p, g, s, v in zip(params, grads, state1 or none, state2 or none))
-    table = _TABLES.get(key)
-    if table is None:
-        itemsize, rows = params[0].dtype.itemsize, []
-        for p_ptr, g_ptr, s_ptr, v_ptr, n in key[2:]:
+class _ChunkTable:
+    """The device tables of optim.cu for one set of parameters and state arrays.
+
+    `rows`: one row [param*, state1*, state2*, count, slot, start] per chunk of at most OPTIM_CHUNK elements
+    (pointers at the chunk's first element, 0 for an absent state list; `slot` is the parameter's position,
+    `start` the chunk's first element). `grads`: one pointer per parameter. Both are built when the table
+    is made; `grad_pointers(grads)` re-uploads the pointer array only when a gradient moved, which fresh
+    gradients (zero_grad to None) rarely do: CuPy's memory pool hands the same blocks back step after step.
+    """
+
+    def __init__(self, cp, key):
+        itemsize, rows = np.dtype(key[0]).itemsize, []
+        for slot, (p_ptr, s_ptr, v_ptr, n) in enumerate(key[2:]):
             for start in range(0, n, OPTIM_CHUNK):
                 at = start * itemsize
-                rows.append((p_ptr + at, g_ptr + at, s_ptr and s_ptr + at, v_ptr and v_ptr + at, min(OPTIM_CHUNK, n - start)))
+                rows.append((p_ptr + at, s_ptr and s_ptr + at, v_ptr and v_ptr + at, min(OPTIM_CHUNK, n - start),
+                             slot, start))
+        self.cp = cp
+        self.rows = cp.asarray(np.array(rows, dtype=np.int64).reshape(-1, 6))
+        self.grads, self._grad_ptrs = None, None
+
+    def grad_pointers(self, grads):
+        """The device array of the gradients' pointers (uploaded again only when one of them changed)."""
+        ptrs = tuple(g.data.ptr for g in grads)
+        if ptrs != self._grad_ptrs:
+            self.grads, self._grad_ptrs = self.cp.asarray(np.array(ptrs, dtype=np.int64)), ptrs
+        return self.grads
+
+
+def _chunk_table(params, state1, state2):
+    """The `_ChunkTable` of these parameters and state lists (a list may be None: not used), built once for
+    a given set of arrays and kept, so a training step copies nothing to the device. Keyed on the arrays'
+    pointers and sizes, never on the gradients."""
+    none = [None] * len(params)
+    key = (params[0].dtype.char, params[0].device.id) + tuple(
+        (p.data.ptr, 0 if s is None else s.data.ptr, 0 if v is None else v.data.ptr, p.size)
+        for p, s, v in zip(params, state1 or none, state2 or none))
+    table = _TABLES.get(key)
+    if table is None:
         if len(_TABLES) >= 64:
             _TABLES.clear()
-        table = _TABLES[key] = cp.asarray(np.array(rows, dtype=np.int64).reshape(-1, 5))
+        table = _TABLES[key] = _ChunkTable(backend.cupy_module(), key)
     return table
 
 
 def sgd(params, grads, bufs, lr, momentum, dampening, weight_decay, nesterov, first_step):
     with params[0].device:
-        table = _chunk_table(params, grads, bufs if momentum != 0 else None, None)
-        if len(table):
-            _launch("optim.cu", f"sgd_{_SUFFIX[params[0].dtype]}", (len(table),), (BLOCK,),
-                    (table, float(lr), float(momentum), float(dampening), float(weight_decay),
-                     int(bool(nesterov)), int(bool(first_step))))
+        table = _chunk_table(params, bufs if momentum != 0 else None, None)
+        if len(table.rows):
+            _launch("optim.cu", f"sgd_{_SUFFIX[params[0].dtype]}", (len(table.rows),), (BLOCK,),
+                    (table.rows, table.grad_pointers(grads), float(lr), float(momentum), float(dampening),
+                     float(weight_decay), int(bool(nesterov)), int(bool(first_step))))
 
 
 def adam(params, grads, exp_avgs, exp_avg_sqs, lr, beta1, beta2, eps, weight_decay, step_size,
          bias_correction2_sqrt, decoupled):
     with params[0].device:
-        table = _chunk_table(params, grads, exp_avgs, exp_avg_sqs)
-        if len(table):
-            _launch("optim.cu", f"adam_{_SUFFIX[params[0].dtype]}", (len(table),), (BLOCK,),
-                    (table, float(lr), float(beta1), float(beta2), float(eps), float(weight_decay),
+        table = _chunk_table(params, exp_avgs, exp_avg_sqs)
+        if len(table.rows):
+            _launch("optim.cu", f"adam_{_SUFFIX[params[0].dtype]}", (len(table.rows),), (BLOCK,),
+                    (table.rows, table.grad_pointers(grads), float(lr), float(beta1), float(beta2), float(eps), float(weight_decay),
                      float(step_size), float(bias_correction2_sqrt), int(bool(decoupled))))

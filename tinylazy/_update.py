@@ -23,14 +23,17 @@ _DIRECT_BYTES = 2 << 20       # add_scaled updates arrays up to this size with o
 
 class Scratch:
     """Reusable work buffers for updating one parameter at a time: one growing flat buffer per
-    (device, dtype, slot), handed out as views shaped like the parameter. No per-step allocation."""
+    (device, dtype, slot), handed out as views shaped like the parameter. No per-step allocation.
+
+    The device part of the key is tinylazy's own interned, hashable `Device` (from `device_of`), never the
+    array's `.device`: a `cupy.cuda.Device` is not hashable in CuPy 14, and NumPy 2's `.device` is a string."""
 
     def __init__(self):
         self._bufs = {}
 
     def get(self, like, slot):
         """A work array shaped like `like` (a raw array); `slot` tells concurrent work arrays apart."""
-        key = (type(like), getattr(like, "device", None), like.dtype, slot)
+        key = (device_of(like), like.dtype, slot)
         buf = self._bufs.get(key)
         n = like.size
         if buf is None or buf.size < n:

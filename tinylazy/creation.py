@@ -242,9 +242,27 @@ def randint(low, high=None, size=None, dtype=None, device=None, requires_grad=Fa
     return _finish(out.astype(dtype, copy=False), requires_grad)
 
 
+def permutation(gen, n):
+    """A uniformly random permutation of 0 .. n-1 drawn from `gen`, on gen's device.
+
+    NumPy's Generator has `permutation`; CuPy's (CuPy 14) has not. There the permutation is the stable
+    argsort of n random 63-bit keys drawn on the device: uniform except when two keys tie (probability
+    below n^2 / 2^64), and a permutation in every case. No host round trip."""
+    if hasattr(gen, "permutation"):
+        return gen.permutation(int(n))
+    keys = gen.integers(0, 2 ** 63 - 1, size=int(n), dtype=np.int64)
+    return keys.argsort()
+
+
 def randperm(n, dtype=None, device=None):
+    """A random permutation of 0 .. n-1 (int64 unless dtype says otherwise), drawn on `device` by its
+    seeded generator (so cpu and cuda give different permutations for one seed)."""
+    if int(n) < 0:
+        raise ValueError(f"randperm: n must be non-negative, got {n}")
     dev = backend.device(device or "cpu")
+    if dev.type == "meta":
+        return Tensor(backend.empty((int(n),), _dt.to_dtype(dtype) or _dt.int64, dev))
     gen = backend.RNG.generator(dev)
     with backend.on_device(dev):
-        out = gen.permutation(int(n))
+        out = permutation(gen, n)
     return Tensor(out.astype(_dt.to_dtype(dtype) or _dt.int64, copy=False))

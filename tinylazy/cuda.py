@@ -1,6 +1,7 @@
 """tinylazy.cuda: the GPU side of tinylazy.
 
-1. Device queries as in PyTorch: `is_available()`, `device_count()`, `current_device()`, `synchronize()`.
+1. Device queries as in PyTorch: `is_available()`, `device_count()`, `current_device()`, `synchronize()`;
+   `check_errors()` raises the index errors found on a device (see tinylazy._devcheck).
 2. The hot-path functions that the ops and optimizers call on raw arrays. Each has two branches:
    - the custom CUDA kernel of kernels/*.cu, when every array is a C-contiguous CuPy float32/float64 array
      on one device and the environment variable TINYLAZY_KERNELS is not "0" (see `tinylazy._kernels`);
@@ -15,7 +16,7 @@ from functools import partial
 
 import numpy as np
 
-from . import _kernels, _update, _xpmath, backend
+from . import _devcheck, _kernels, _update, _xpmath, backend
 from .backend import xp_of
 
 # =============================== devices ===============================================================
@@ -59,6 +60,14 @@ def synchronize(device=None):
     else:
         index = backend.device(device).index
     cp.cuda.Device(index).synchronize()
+    _devcheck.check(index)
+
+
+def check_errors():
+    """Raise IndexError for any index check that failed on a GPU since the last look (see tinylazy._devcheck:
+    on cuda, cross_entropy's targets and embedding's and one_hot's indices are checked on the device and
+    reported at the next read). Reads a few bytes from each GPU that ran such a check (a sync)."""
+    _devcheck.check()
 
 
 # =============================== activations ===========================================================
@@ -263,45 +272,52 @@ def bias_act_bwd(grad, saved, act="identity", b=None, axis=-1, overwrite_grad=Fa
 
 
 # =============================== softmax + cross-entropy ===============================================
-def softmax_xent_fwd(logits, target, label_smoothing=0.0):
+def softmax_xent_fwd(logits, target, label_smoothing=0.0, ignore_index=-100):
     """Per-row cross-entropy of softmax(logits) against integer class targets, with label smoothing eps:
         m_r = max_j z_rj,   l_r = log sum_j exp(z_rj - m_r)       (so logsumexp_r = m_r + l_r)
         loss_r = (1 - eps) ((m_r - z_r,target_r) + l_r) + eps ((m_r - mean_j z_rj) + l_r)
-    logits (rows, C) float, target (rows,) integers in [0, C). Returns (loss (rows,), stats (rows, 2)) with
-    stats[:, 0] = m and stats[:, 1] = l: save stats for backward. (m and l are kept apart so that no
-    precision is lost when the logits are large.) The reference raises IndexError for a target outside
-    [0, C); the kernel gives that row a NaN loss."""
+    and loss_r = 0 where target_r == ignore_index. logits (rows, C) float, target (rows,) integers in
+    [0, C) or ignore_index. Returns (loss (rows,), stats (rows, 2)) with stats[:, 0] = m and
+    stats[:, 1] = l: save stats for backward. (m and l are kept apart so that no precision is lost when the
+    logits are large.) The reference raises IndexError for another target outside [0, C); the kernel gives
+    that row a NaN loss (tinylazy._devcheck reports it without a sync)."""
     if logits.ndim != 2 or target.shape != logits.shape[:1]:
         raise ValueError(f"softmax_xent: expected logits (rows, C) and target (rows,), got {logits.shape} and {target.shape}")
     if _kernels.usable(logits) and isinstance(target, type(logits)) and target.device == logits.device:
-        return _kernels.softmax_xent_fwd(logits, target, label_smoothing)
+        return _kernels.softmax_xent_fwd(logits, target, label_smoothing, ignore_index)
     xp = xp_of(logits)
     rows, C = logits.shape
-    if target.size and (int(target.min()) < 0 or int(target.max()) >= C):
-        raise IndexError(f"softmax_xent: target values must be in [0, {C}), got [{int(target.min())}, {int(target.max())}]")
+    kept = target != ignore_index
+    bad = kept & ((target < 0) | (target >= C))
+    if bool(bad.any()):
+        raise IndexError(f"softmax_xent: target values must be in [0, {C}) or ignore_index={ignore_index}, "
+                         f"got {int(target[bad][0])}")
+    safe = xp.where(kept, target, 0).astype(xp.int64)
     m = logits.max(axis=1, keepdims=True)
     log_s = xp.log(xp.exp(logits - m).sum(axis=1))
     m = m[:, 0]
-    loss = (m - xp.take_along_axis(logits, target.reshape(-1, 1).astype(xp.int64), axis=1)[:, 0]) + log_s
+    loss = (m - xp.take_along_axis(logits, safe.reshape(-1, 1), axis=1)[:, 0]) + log_s
     if label_smoothing != 0:
         loss = (1 - label_smoothing) * loss + label_smoothing * ((m - logits.sum(axis=1) / C) + log_s)
-    return loss, xp.stack([m, log_s], axis=1)
+    return xp.where(kept, loss, 0).astype(logits.dtype, copy=False), xp.stack([m, log_s], axis=1)
 
 
-def softmax_xent_bwd(grad_rows, logits, target, stats, label_smoothing=0.0):
+def softmax_xent_bwd(grad_rows, logits, target, stats, label_smoothing=0.0, ignore_index=-100):
     """d loss_r / d z_rj times the upstream gradient g_r of loss_r (an array (rows,) or a scalar):
         grad_z_rj = g_r (p_rj - eps / C - (1 - eps) [j == target_r]),   p_rj = exp((z_rj - m_r) - l_r)
-    with (m, l) = stats from softmax_xent_fwd."""
+    with (m, l) = stats from softmax_xent_fwd; 0 on the rows whose target is ignore_index."""
     if _kernels.usable(logits, stats) and isinstance(target, type(logits)) and target.device == logits.device:
-        return _kernels.softmax_xent_bwd(grad_rows, logits, target, stats, label_smoothing)
+        return _kernels.softmax_xent_bwd(grad_rows, logits, target, stats, label_smoothing, ignore_index)
     xp = xp_of(logits)
     rows, C = logits.shape
+    kept = target != ignore_index
     grad = logits - stats[:, :1]
     grad -= stats[:, 1:]
     xp.exp(grad, out=grad)
     grad -= label_smoothing / C
-    grad[xp.arange(rows), target.astype(xp.int64)] -= 1 - label_smoothing
+    grad[xp.arange(rows), xp.where(kept, target, 0).astype(xp.int64)] -= 1 - label_smoothing
     grad *= xp.asarray(grad_rows, dtype=logits.dtype).reshape(-1, 1)
+    grad *= kept.reshape(-1, 1)
     return grad
 
 

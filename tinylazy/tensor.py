@@ -5,7 +5,7 @@ arithmetic lives in one place (one Function per op) and this class stays about d
 """
 import numpy as np
 
-from . import autograd, backend, _printing
+from . import _devcheck, _printing, autograd, backend
 from . import dtypes as _dt
 from .size import _from_shape
 
@@ -103,15 +103,18 @@ class Tensor:
         if self.array.size != 1:
             raise ValueError(f"item(): only one-element tensors can be converted to a Python scalar, "
                              f"got shape {tuple(self.array.shape)}")
+        _devcheck.check_before_read(self.array)          # cuda: raise index errors found on the device
         return self.array.item()
 
     def tolist(self):
+        _devcheck.check_before_read(self.array)
         return self.array.tolist()
 
     def numpy(self):
         """The data as a NumPy array: the same memory on cpu, a host copy for cuda."""
         if self.requires_grad:
             raise RuntimeError("numpy(): the tensor requires grad; use tensor.detach().numpy()")
+        _devcheck.check_before_read(self.array)
         return backend.to_device(self.array, "cpu")
 
     def __array__(self, dtype=None, copy=None):

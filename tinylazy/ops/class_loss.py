@@ -9,7 +9,7 @@ import math
 
 import numpy as np
 
-from .. import cuda
+from .. import _devcheck, _kernels, cuda
 from ..autograd import Function
 from ..backend import is_meta, xp_of
 from ..errors import ShapeError
@@ -93,6 +93,21 @@ def _check_targets(op, t, C, ignore_index):
     return True
 
 
+def _targets_on_device(x, t):
+    """True when the targets' check runs on the device, with no sync (cuda with the custom kernels; see
+    tinylazy._devcheck): the values are then never read on the host, so whether any target equals
+    ignore_index is not known there, and the device takes care of it."""
+    return _devcheck.deferred(t) and _kernels.usable(x)
+
+
+def _device_target_check(op, t, C, ignore_index, dtype):
+    """The device-side `_check_targets`: flags a bad target for a later IndexError and returns the device
+    array [kept, 1 / kept] (kept = the number of targets != ignore_index). One launch, no sync."""
+    message = (f"{op}: a target class is out of range for {C} classes (expected 0 <= target < {C} or "
+               f"target == ignore_index={ignore_index})")
+    return _devcheck.class_targets(t, C, ignore_index, dtype, message)
+
+
 class _ClassLoss(Function):
     """What cross_entropy and nll_loss share: picking each sample's target class, the per-sample weights
     w_i = weight[t_i] (0 where t_i == ignore_index), and the reduction (mean divides by sum_i w_i)."""
@@ -119,15 +134,23 @@ class _ClassLoss(Function):
         self.w, self.valid, self.sample_shape = w, valid, t2.shape
         return w
 
-    def _reduce(self, loss, reduction, out_shape):
-        """Reduce per-sample losses; remember the factor backward scales the incoming gradient by."""
+    def _reduce(self, loss, reduction, out_shape, kept=None):
+        """Reduce per-sample losses; remember the factor backward scales the incoming gradient by. `kept`:
+        the device array [kept, 1 / kept] of `_device_target_check` (the mean's denominator on cuda)."""
         if reduction == "none":
             return loss.reshape(out_shape)
         total = loss.sum()
         if reduction == "sum":
             self.scale = 1
             return total
+        if kept is not None:                              # counted on the device: 0 / 0 = nan when all ignored
+            self.scale = kept[1]
+            return total / kept[0]
         denom = loss.size if self.w is None else self.w.sum()
+        if type(loss) is not np.ndarray and self.w is not None:   # a device sum: decided on the device, no sync
+            xp = xp_of(loss)
+            self.scale = xp.where(denom != 0, 1 / xp.where(denom != 0, denom, 1), 0).astype(loss.dtype)
+            return total / denom
         if not denom:                                     # empty, or all ignored: loss nan, gradient 0
             self.scale = 0
             return total * math.nan
@@ -157,7 +180,9 @@ def _class_column(W, ndim):
 
 def use_fused_kernel(x2, weight, has_ignored):
     """Whether cross_entropy runs `tinylazy.cuda.softmax_xent_fwd/bwd` (a fused kernel on cuda): CuPy (N, C)
-    logits without class weights or ignored targets. On cpu the NumPy path below is the leaner one."""
+    logits without class weights, and no ignored target (has_ignored False) or none known on the host
+    (None: checked on the device; the kernel gives an ignored row loss 0 and gradient 0). On cpu the NumPy
+    path below is the leaner one."""
     return type(x2) is not np.ndarray and x2.ndim == 2 and weight is None and not has_ignored
 
 
@@ -169,17 +194,18 @@ class CrossEntropy(_ClassLoss):
         dx_ic = k_i [((1 - eps) w_i + (eps / C) v_i sum W) p_ic - (1 - eps) w_i [c == t_i] - (eps / C) v_i W_c].
     Saves p (computed in place over exp(z), the only (N, C) array forward allocates) and the targets."""
 
-    def forward(self, x, target, weight, *, C, ignore_index, reduction, has_ignored, label_smoothing):
+    def forward(self, x, target, weight, *, C, ignore_index, reduction, has_ignored, label_smoothing, kept=None):
         self.reduction, self.eps, self.in_shape, self.W = reduction, label_smoothing, x.shape, weight
         if is_meta(x):
             return self._meta(x, target.shape)
         xp = xp_of(x)
         x2, t2 = _as_ncd(x, target)
-        w = self._prepare(x2, t2, weight, ignore_index, has_ignored)
         if use_fused_kernel(x2, weight, has_ignored):     # cuda: one kernel pass (kernels/softmax_xent.cu)
-            loss, self.lse = cuda.softmax_xent_fwd(x2, t2, label_smoothing)
+            self.w, self.valid, self.sample_shape, self.ignore_index = None, None, t2.shape, ignore_index
+            loss, self.lse = cuda.softmax_xent_fwd(x2, t2, label_smoothing, ignore_index)
             self.logits, self.target, self.p = x2, t2, None
-            return self._reduce(loss, reduction, target.shape)
+            return self._reduce(loss, reduction, target.shape, kept)
+        w = self._prepare(x2, t2, weight, ignore_index, has_ignored is not False)
         z = x2 - x2.max(axis=1, keepdims=True) if x2.shape[1] else x2.copy()
         picked = z[self.index]                            # z at each target class: (N,) or (N, D)
         if label_smoothing:
@@ -209,7 +235,7 @@ class CrossEntropy(_ClassLoss):
         xp, p, eps = xp_of(g), self.p, self.eps
         k = self._coef(g)
         if p is None:                                     # the fused kernel's backward
-            return cuda.softmax_xent_bwd(k, self.logits, self.target, self.lse, eps), None, None
+            return cuda.softmax_xent_bwd(k, self.logits, self.target, self.lse, eps, self.ignore_index), None, None
         hit = k if self.w is None else k * self.w         # weight of the one-hot at t_i
         if eps:
             kv = k if self.valid is None else k * self.valid
@@ -227,13 +253,13 @@ class NLLLoss(_ClassLoss):
     """loss_i = -w_i x_{i,t_i} (x holds log-probabilities);  dx = -k_i w_i at (i, t_i), 0 elsewhere.
     Saves the targets and weights."""
 
-    def forward(self, x, target, weight, *, C, ignore_index, reduction, has_ignored):
+    def forward(self, x, target, weight, *, C, ignore_index, reduction, has_ignored, kept=None):
         self.reduction, self.in_shape = reduction, x.shape
         if is_meta(x):
             return self._meta(x, target.shape)
         x2, t2 = _as_ncd(x, target)
         self.shape2, self.dtype = x2.shape, x2.dtype
-        w = self._prepare(x2, t2, weight, ignore_index, has_ignored)
+        w = self._prepare(x2, t2, weight, ignore_index, has_ignored is not False)
         loss = -x2[self.index]
         if w is not None:
             loss *= w
@@ -253,9 +279,16 @@ def _class_loss(op, cls, input, target, weight, ignore_index, reduction, **optio
     if weight is not None and weight.array.dtype != x.array.dtype:
         raise TypeError(f"{op}: the weight is {weight.array.dtype} but the input is {x.array.dtype}; "
                         "convert one of them")
-    has_ignored = False if is_meta(t.array) else _check_targets(op, t.array, C, ignore_index)
+    kept = None
+    if is_meta(t.array):
+        has_ignored = False
+    elif _targets_on_device(x.array, t.array):            # cuda: checked on the device, never read (no sync)
+        has_ignored = None
+        kept = _device_target_check(op, t.array, C, ignore_index, x.array.dtype)
+    else:
+        has_ignored = _check_targets(op, t.array, C, ignore_index)
     return cls.apply(x, t, weight, C=C, ignore_index=ignore_index, reduction=reduction, has_ignored=has_ignored,
-                     **options)
+                     kept=kept, **options)
 
 
 def cross_entropy(input, target, weight=None, size_average=None, ignore_index=-100, reduce=None,
@@ -263,7 +296,8 @@ def cross_entropy(input, target, weight=None, size_average=None, ignore_index=-1
     """Softmax cross-entropy of logits (N, C[, d1, ...]) against integer class targets (N[, d1, ...]):
     nll_loss(log_softmax(input, 1), target) in one Function. `weight` (C,) weighs the classes; targets
     equal to `ignore_index` count for nothing; `label_smoothing` eps trains against
-    (1 - eps) one_hot + eps / C."""
+    (1 - eps) one_hot + eps / C. On cuda the targets are checked on the device, without a sync: a class
+    out of range raises IndexError at the next read of device data (see tinylazy._devcheck)."""
     reduction = _reduction("cross_entropy", reduction, size_average, reduce)
     if not 0.0 <= label_smoothing <= 1.0:
         raise ValueError(f"cross_entropy: label_smoothing must be between 0.0 and 1.0, got {label_smoothing}")

@@ -3,6 +3,7 @@
 Backward scatters the output gradient back into the rows it came from, accumulating for repeated indices
 (np.add.at on cpu, its CuPy counterpart on cuda); the padding_idx row gets no gradient.
 """
+from .. import _devcheck
 from ..autograd import Function
 from ..backend import is_meta, xp_of
 from ..errors import ShapeError
@@ -52,6 +53,20 @@ class Embedding(Function):
         return gw, None
 
 
+def _check_indices(op, idx, n, weight_shape):
+    """Raise IndexError for an index outside [0, n). On cuda this check runs on the device and reports at the
+    next read of device data (tinylazy._devcheck): reading min/max here would make every step wait for the GPU."""
+    if _devcheck.deferred(idx):
+        _devcheck.index_range(idx, 0, n, f"{op}: an index is out of range for an embedding table of size {n} "
+                                         f"(weight of shape {tuple(weight_shape)}); valid indices are 0..{n - 1}")
+        return
+    lo, hi = int(idx.min()), int(idx.max())
+    if lo < 0 or hi >= n:
+        bad = lo if lo < 0 else hi
+        raise IndexError(f"{op}: index {bad} is out of range for an embedding table of size {n} "
+                         f"(weight of shape {tuple(weight_shape)}); valid indices are 0..{n - 1}")
+
+
 def _renorm_(weight, idx, max_norm, norm_type):
     """PyTorch's max_norm: rows of `weight` that idx looks up and whose norm exceeds max_norm are rescaled
     in place to norm max_norm (not recorded by autograd)."""
@@ -66,7 +81,8 @@ def embedding(input, weight, padding_idx=None, max_norm=None, norm_type=2.0, sca
               sparse=False):
     """out[...] = weight[input[...]]: input integer indices of any shape, weight (num_embeddings, D); the
     output has shape input.shape + (D,). padding_idx's row gets no gradient; max_norm renormalizes the
-    looked-up rows in place first (as PyTorch)."""
+    looked-up rows in place first (as PyTorch). An index outside [0, num_embeddings) raises IndexError: at once
+    on cpu, at the next read of device data on cuda (checked on the device, see tinylazy._devcheck)."""
     op = "embedding"
     w = weight if type(weight) is Tensor else as_tensor_operand(weight, None, op)
     idx = input if type(input) is Tensor else as_tensor_operand(input, None, op)
@@ -84,11 +100,7 @@ def embedding(input, weight, padding_idx=None, max_norm=None, norm_type=2.0, sca
                              f"(weight of shape {tuple(wd.shape)})")
         padding_idx = int(padding_idx) % n
     if not is_meta(xd) and xd.size:
-        lo, hi = int(xd.min()), int(xd.max())
-        if lo < 0 or hi >= n:
-            bad = lo if lo < 0 else hi
-            raise IndexError(f"{op}: index {bad} is out of range for an embedding table of size {n} "
-                             f"(weight of shape {tuple(wd.shape)}); valid indices are 0..{n - 1}")
+        _check_indices(op, xd, n, wd.shape)
     if max_norm is not None and not is_meta(wd):
         _renorm_(wd, xd, float(max_norm), norm_type)
     return Embedding.apply(w, idx, padding_idx=padding_idx, scale_grad_by_freq=bool(scale_grad_by_freq))

@@ -6,6 +6,7 @@ import warnings
 
 import numpy as np
 
+from .. import _devcheck
 from ..autograd import Function, unbroadcast
 from ..backend import is_meta, xp_of
 from ..errors import ShapeError
@@ -197,7 +198,9 @@ class OneHot(Function):
 
 
 def one_hot(tensor, num_classes=-1):
-    """(..., ) integer class indices -> (..., num_classes) int64 one-hot; num_classes=-1 means max + 1."""
+    """(..., ) integer class indices -> (..., num_classes) int64 one-hot; num_classes=-1 means max + 1 (which
+    reads the max: a sync on cuda). With num_classes given, a value outside [0, num_classes) raises ValueError
+    on cpu, and on cuda (checked on the device, no sync) IndexError at the next read (tinylazy._devcheck)."""
     t = tensor if type(tensor) is Tensor else as_tensor_operand(tensor, None, "one_hot")
     data = t.array
     if data.dtype.kind not in "iu":
@@ -208,7 +211,9 @@ def one_hot(tensor, num_classes=-1):
         if num_classes < 0:
             raise ValueError("one_hot: a meta tensor has no values to infer num_classes from; pass num_classes")
         return OneHot.apply(t, num_classes)
-    if data.size:
+    if data.size and num_classes >= 0 and _devcheck.deferred(data):
+        _devcheck.index_range(data, 0, num_classes, f"one_hot: class values must be in [0, {num_classes})")
+    elif data.size:                                     # num_classes=-1 reads the max: a sync on cuda (as in PyTorch)
         lo, hi = int(data.min()), int(data.max())
         if lo < 0:
             raise ValueError(f"one_hot: class values must be non-negative, got {lo}")

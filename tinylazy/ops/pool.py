@@ -132,7 +132,7 @@ class MaxPool2d(Function):
         tiles = _tiles(kernel, stride, dil, pads, (ho, wo), self.x_shape)
         dpad = (xp.empty_like if tiles else xp.zeros_like)(self.xpad, dtype=g.dtype)   # the input's layout
         taps = list(_taps(kernel[0], kernel[1], ho, wo, stride, dil))
-        arg = _winning_taps(xp, self.xpad, self.out, taps) if bool(xp.isnan(self.out).any()) else None
+        arg = _winning_taps(xp, self.xpad, self.out, taps) if _needs_exact_winners(xp, self.out) else None
         taken = None
         for k, (i, j, rows, cols) in enumerate(taps):
             if arg is not None:                  # NaN present: the exact (slower) winner of every window
@@ -149,6 +149,14 @@ class MaxPool2d(Function):
             else:
                 dpad[..., rows, cols] += g * wins
         return dpad[..., pads[0]:pads[0] + h, pads[2]:pads[2] + w]
+
+
+def _needs_exact_winners(xp, out):
+    """Whether backward must find the winners by PyTorch's NaN rule (`_winning_taps`) instead of the faster
+    first-equal-tap pass, which gives a NaN window no winner. On cpu: only when the output holds a NaN (one
+    cheap read). On cuda always: reading `isnan(out).any()` would be a device-to-host copy that waits for the
+    GPU (a sync in every training step), and the exact pass gives the same result without NaNs."""
+    return type(out) is not np.ndarray or bool(xp.isnan(out).any())
 
 
 def _winning_taps(xp, xpad, out, taps):

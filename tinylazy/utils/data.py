@@ -20,6 +20,7 @@ import numbers
 import numpy as np
 
 from .. import backend
+from ..creation import permutation
 from ..tensor import Tensor
 from ._samplers import Sampler, DistributedSampler
 
@@ -81,6 +82,15 @@ class TensorDataset(Dataset):
         return [_take(t, indices) for t in self.tensors]
 
 
+def _one_cuda_device(dataset):
+    """The cuda device that holds every tensor of a TensorDataset, else None."""
+    if type(dataset) is not TensorDataset:
+        return None
+    devices = {t.device for t in dataset.tensors}
+    dev = devices.pop() if len(devices) == 1 else None
+    return dev if dev is not None and dev.type == "cuda" else None
+
+
 def _take(t, indices):
     """Rows `indices` of tensor `t`, gathered in one fancy index on t's device (a copy, as stacking would be)."""
     if t.device.type == "cuda":
@@ -129,7 +139,8 @@ def random_split(dataset, lengths, generator=None):
     if any(not isinstance(x, numbers.Integral) or x < 0 for x in lengths) or sum(lengths) != n:
         raise ValueError(f"random_split: lengths {lengths} must be non-negative integers adding up to the "
                          f"dataset's length {n}, or fractions adding up to 1")
-    perm = (generator or backend.RNG.generator("cpu")).permutation(n)
+    perm = permutation(generator or backend.RNG.generator("cpu"), n)
+    perm = perm if type(perm) is np.ndarray else perm.get()
     out, start = [], 0
     for length in lengths:
         out.append(Subset(dataset, perm[start:start + length].tolist()))
@@ -309,7 +320,10 @@ class DataLoader:
         if self.sampler is not None:
             order = np.fromiter(iter(self.sampler), np.int64)
         elif self.shuffle:
-            order = (self.generator or backend.RNG.generator("cpu")).permutation(n).astype(np.int64)
+            order = permutation(self.generator or backend.RNG.generator("cpu"), n)
+            if type(order) is not np.ndarray:        # a CuPy generator's permutation lives on its GPU:
+                order = order.get()                  # one read per epoch, never one per batch
+            order = order.astype(np.int64, copy=False)
         else:
             order = np.arange(n, dtype=np.int64)
         return self._batches(order)
@@ -319,6 +333,9 @@ class DataLoader:
         stop = len(order) - len(order) % bs if self.drop_last else len(order)
         fetch = getattr(self.dataset, "_get_batch", None) if self.collate_fn is None else None
         collate = self.collate_fn or default_collate
+        on_gpu = _one_cuda_device(self.dataset) if fetch is not None else None
+        if on_gpu is not None:                       # upload the epoch's order once, not every batch's indices
+            order = backend.to_device(order, on_gpu)
         for start in range(0, stop, bs):
             indices = order[start:start + bs]
             batch = fetch(indices) if fetch is not None else None
