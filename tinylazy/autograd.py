@@ -12,6 +12,7 @@ a node's inputs were made before it, so when a node comes out, every node that f
 """
 import heapq
 import itertools
+import threading
 
 import numpy as np
 
@@ -20,49 +21,45 @@ from . import backend
 Tensor = None          # set by tensor.py: the engine wraps results in this class
 
 # --- grad mode -------------------------------------------------------------------------------------
-_grad_enabled = True
+class _ThreadState(threading.local):
+    """Grad mode belongs to a thread, as in PyTorch: a thread evaluating under no_grad leaves training in
+    another thread recording. Each thread starts with grad mode on."""
+    grad_enabled = True
+
+
+_state = _ThreadState()
 
 
 def is_grad_enabled():
-    return _grad_enabled
-
-
-class set_grad_enabled:
-    """Context manager (and decorator) that turns graph recording on or off."""
-
-    def __init__(self, mode=True):
-        global _grad_enabled
-        self.prev, self.mode = _grad_enabled, bool(mode)
-        _grad_enabled = self.mode        # as in PyTorch, it also works as a plain function call
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        global _grad_enabled
-        _grad_enabled = self.prev
-        return False
+    """Whether ops run by the calling thread record a graph."""
+    return _state.grad_enabled
 
 
 class _GradMode:
+    """Sets the calling thread's grad mode to `mode` inside a `with` block and restores the mode it found on
+    exit (each block remembers its own, so nested and overlapping blocks unwind correctly); also a decorator
+    (each call of the decorated function runs in its own block). no_grad, enable_grad and
+    set_grad_enabled are this class with the mode fixed or given."""
     mode = True
 
     def __enter__(self):
-        global _grad_enabled
-        self.prev, _grad_enabled = _grad_enabled, self.mode
+        self.prev = _state.grad_enabled
+        _state.grad_enabled = self.mode
         return self
 
     def __exit__(self, *exc):
-        global _grad_enabled
-        _grad_enabled = self.prev
+        _state.grad_enabled = self.prev
         return False
 
     def __call__(self, fn):              # used as a decorator
         import functools
+        mode = self.mode
 
         @functools.wraps(fn)
         def wrapper(*args, **kwargs):
-            with type(self)():
+            block = _GradMode()
+            block.mode = mode
+            with block:
                 return fn(*args, **kwargs)
         return wrapper
 
@@ -75,6 +72,23 @@ class no_grad(_GradMode):
 class enable_grad(_GradMode):
     """`with tl.enable_grad():` -- turn recording back on inside a no_grad block."""
     mode = True
+
+
+class set_grad_enabled(_GradMode):
+    """`with tl.set_grad_enabled(mode):`, or a plain call `tl.set_grad_enabled(False)` (as in PyTorch, the
+    mode is set when the object is made, for the calling thread), or a decorator."""
+
+    def __init__(self, mode=True):
+        self.mode = bool(mode)
+        self.prev = _state.grad_enabled
+        _state.grad_enabled = self.mode
+
+    def __enter__(self):                 # the mode was set by __init__; exit restores the one found there
+        return self
+
+    def __call__(self, fn):              # as a decorator: undo __init__'s setting, apply it per call
+        _state.grad_enabled = self.prev
+        return super().__call__(fn)
 
 
 # --- Function --------------------------------------------------------------------------------------
@@ -100,6 +114,8 @@ class Function:
     _freed = False             # set when backward released the saved arrays (retain_graph=False)
     _seq = -1                  # creation order of a recorded node (set by apply): backward runs newest first
     _retained = None           # [(output index, tensor)] of outputs whose .grad is kept (retain_grad)
+    _view = False              # True: the output may be a view of input 0 (reshape, permute, basic index, ...)
+    _saved_versions = None     # [(counter, version, shape, what)] of the tensors whose memory forward kept
 
     # PyTorch's ctx helpers, for custom Functions written in its style
     def save_for_backward(self, *arrays):
@@ -123,7 +139,7 @@ class Function:
                     edges.append((i, a))
         if not on_cpu:                        # some array is CuPy or meta: they must all be on one device
             _check_one_device(cls, args)
-        record = bool(edges) and _grad_enabled and cls.differentiable
+        record = bool(edges) and _state.grad_enabled and cls.differentiable
         if record:
             needs = [False] * len(args)
             for i, _ in edges:
@@ -135,13 +151,17 @@ class Function:
         if type(out) is tuple:
             outs = tuple(_wrap(o, record) for o in out)
             if record:
+                _watch_saved(ctx, args, outs)
                 ctx._edges, ctx._nout, ctx._seq = edges, len(outs), next(_sequence)
                 ctx._out_meta = [(o.shape, o.dtype) for o in out]
                 for k, t in enumerate(outs):
                     t.grad_fn, t._out_index = ctx, k
             return outs
         result = _wrap(out, record)
+        if cls._view:
+            _share_counter_if_view(result, args[0])
         if record:
+            _watch_saved(ctx, args, (result,))
             ctx._edges, ctx._nout, ctx._seq = edges, 1, next(_sequence)
             result.grad_fn = ctx
         return result
@@ -153,13 +173,79 @@ class Function:
         raise NotImplementedError(f"{type(self).__name__} defines no backward")
 
     def _release(self):
-        """Drop what forward saved (the graph is being freed); keep the edges to report a second backward."""
-        edges, nout, seq = self._edges, self._nout, self._seq
+        """Free the node after backward ran through it without retain_graph: drop what forward saved and the
+        edges (the input tensors, whose arrays would otherwise stay alive as long as the loss does); keep
+        what reports a second backward through it (which stops at this node, before its edges)."""
+        nout, seq = self._nout, self._seq
         self.__dict__.clear()
-        self._edges, self._nout, self._seq, self._freed = edges, nout, seq, True
+        self._nout, self._seq, self._freed = nout, seq, True
 
 
 _sequence = itertools.count()          # the sequence numbers of recorded nodes
+
+
+# --- version counters --------------------------------------------------------------------------------
+# Every tensor has a version counter, `tensor._vc`: a one-element list that every in-place change of its
+# values bumps (+=, copy_, zero_, fill_, setitem, the optimizers' steps, ...; `tensor._version` reads it).
+# Views (reshape, permute, basic indexing, expand, detach, ...) share their base's list, so a change through
+# any of them counts for all; `.data` gets a fresh one (PyTorch's escape hatch, which autograd does not
+# watch). When a node is recorded, it notes the version of each input or output tensor whose memory its
+# forward kept for backward; backward compares before using them, so a saved tensor changed in place in
+# between is an error, never a silently wrong gradient.
+
+def _storage(a):
+    """The array that owns the memory `a` looks at (`a` itself when it is no view)."""
+    base = getattr(a, "base", None)
+    while base is not None:
+        a, base = base, getattr(base, "base", None)
+    return a
+
+
+def _share_counter_if_view(result, source):
+    """Give `result` the version counter of `source` when its array is a view of source's memory."""
+    if _storage(result.array) is _storage(source.array):
+        result._vc = source._vc
+
+
+def _is_array(v):
+    cp = backend._cupy
+    return type(v) is np.ndarray or (cp and type(v) is cp.ndarray)
+
+
+def _watch_saved(ctx, args, outs):
+    """Note on `ctx` the version of every input or output tensor whose memory forward kept on ctx (an
+    attribute that is the array, a view of it, or such arrays in a tuple or list): `_saved_versions`."""
+    kept = set()                          # ids of the memory owners of the arrays on ctx
+    for v in ctx.__dict__.values():
+        if _is_array(v):
+            kept.add(id(_storage(v)))
+        elif type(v) is tuple or type(v) is list:
+            for u in v:
+                if _is_array(u):
+                    kept.add(id(_storage(u)))
+    if not kept:
+        return
+    saved = []
+    for i, t in enumerate(args):
+        if isinstance(t, Tensor) and id(_storage(t.array)) in kept:
+            saved.append((t._vc, t._vc[0], t.array.shape, i))
+    for k, t in enumerate(outs):
+        if id(_storage(t.array)) in kept:
+            saved.append((t._vc, t._vc[0], t.array.shape, -1 - k))
+    if saved:
+        ctx._saved_versions = saved
+
+
+def _check_versions(node):
+    """Raise if a tensor that `node` saved for backward was changed in place since (PyTorch's message)."""
+    for vc, version, shape, where in node._saved_versions:
+        if vc[0] != version:
+            what = f"input {where}" if where >= 0 else f"output {-1 - where}"
+            raise RuntimeError(
+                f"one of the variables needed for gradient computation has been modified by an inplace "
+                f"operation: the tensor of shape {tuple(shape)} saved by {type(node).__name__} (its {what}) "
+                f"is at version {vc[0]}; expected version {version} instead. Hint: change it out of place "
+                f"(x = x + 1, not x += 1), clone it before the in-place change, or change it after backward.")
 
 
 def _check_one_device(cls, args):
@@ -179,6 +265,7 @@ def _wrap(out, requires_grad):
         out = np.asarray(out)
     t = Tensor.__new__(Tensor)
     t.array, t.grad, t.requires_grad, t.grad_fn, t._out_index, t._retains_grad = out, None, requires_grad, None, 0, False
+    t._vc = [0]
     return t
 
 
@@ -225,6 +312,8 @@ def backward(tensor, gradient=None, retain_graph=False):
         if node._freed:
             raise RuntimeError(f"backward: trying to backward through the graph a second time ({type(node).__name__} "
                                "already freed its saved arrays); call the first backward with retain_graph=True")
+        if node._saved_versions is not None:
+            _check_versions(node)
         if node._nout == 1:
             if node._retained:
                 _set_retained(node._retained[0][1], grads)

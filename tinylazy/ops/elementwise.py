@@ -96,27 +96,31 @@ class Sub(Function):
 
 
 class Mul(Function):
-    """z = a * b;  dz/da = b, dz/db = a. Saves both inputs."""
+    """z = a * b;  dz/da = b, dz/db = a. Saves b when a needs a gradient, a when b does."""
     fresh_grads = True
 
     def forward(self, a, b):
-        self.a, self.b = a, b
+        na, nb = self.needs_input_grad
+        self.shapes = (_shape(a), _shape(b))
+        self.a, self.b = (a if nb else None), (b if na else None)
         return a * b
 
     def backward(self, g):
         na, nb = self.needs_input_grad
-        return (unbroadcast(g * self.b, _shape(self.a)) if na else None,
-                unbroadcast(g * self.a, _shape(self.b)) if nb else None)
+        return (unbroadcast(g * self.b, self.shapes[0]) if na else None,
+                unbroadcast(g * self.a, self.shapes[1]) if nb else None)
 
 
 class Div(Function):
-    """z = a / b;  dz/da = 1/b, dz/db = -z/b. Saves b and the output."""
+    """z = a / b;  dz/da = 1/b, dz/db = -z/b. Saves b, and the output when b needs a gradient."""
     fresh_grads = True
 
     def forward(self, a, b):
         self.a_shape, self.b = _shape(a), b
-        self.z = a / b
-        return self.z
+        z = a / b
+        if self.needs_input_grad[1]:
+            self.z = z
+        return z
 
     def backward(self, g):
         na, nb = self.needs_input_grad
@@ -126,17 +130,20 @@ class Div(Function):
 
 
 class Remainder(Function):
-    """z = a mod b (sign of b, like Python and PyTorch);  dz/da = 1, dz/db = -floor(a/b)."""
+    """z = a mod b (sign of b, like Python and PyTorch);  dz/da = 1, dz/db = -floor(a/b). Saves a and b
+    when b needs a gradient."""
     def forward(self, a, b):
-        self.a, self.b = a, b
+        self.shapes = (_shape(a), _shape(b))
+        if self.needs_input_grad[1]:
+            self.a, self.b = a, b
         return xp_of(a if hasattr(a, "shape") else b).remainder(a, b)
 
     def backward(self, g):
         na, nb = self.needs_input_grad
         gb = None
         if nb:
-            gb = unbroadcast(-g * xp_of(g).floor(self.a / self.b), _shape(self.b))
-        return (unbroadcast(g, _shape(self.a)) if na else None, gb)
+            gb = unbroadcast(-g * xp_of(g).floor(self.a / self.b), self.shapes[1])
+        return (unbroadcast(g, self.shapes[0]) if na else None, gb)
 
 
 class Pow(Function):
@@ -145,8 +152,10 @@ class Pow(Function):
 
     def forward(self, a, b):
         self.a, self.b = a, b
-        self.z = a ** b
-        return self.z
+        z = a ** b
+        if self.needs_input_grad[1]:        # dz/db needs the output
+            self.z = z
+        return z
 
     def backward(self, g):
         na, nb = self.needs_input_grad
@@ -195,6 +204,8 @@ def div(a, b, rounding_mode=None):
         return floor_divide(a, b)
     a, b = binary_operands(a, b, "div")
     ints = [x.dtype.kind in "iub" if isinstance(x, Tensor) else not isinstance(x, float) for x in (a, b)]
+    if rounding_mode == "trunc":
+        check_integer_divisor(a, b, "div")
     if all(ints):                                   # true division of integers gives floats
         a = Tensor(a.array.astype(_dt.get_default_dtype())) if isinstance(a, Tensor) else float(a)
     out = Div.apply(a, b)
@@ -204,7 +215,32 @@ def div(a, b, rounding_mode=None):
 
 
 def remainder(a, b):
-    return Remainder.apply(*binary_operands(a, b, "remainder"))
+    a, b = binary_operands(a, b, "remainder")
+    check_integer_divisor(a, b, "remainder")
+    return Remainder.apply(a, b)
+
+
+def check_integer_divisor(a, b, op):
+    """Integer (or bool) a // 0 and a % 0 raise RuntimeError, as in PyTorch (NumPy would give 0 and a
+    warning); float division by zero gives inf or nan. Reads whether b has a zero (on cuda, that waits for
+    the device)."""
+    if not (_is_integer(a) and _is_integer(b)):
+        return
+    if isinstance(b, Tensor):
+        if b.is_meta or not bool((b.array == 0).any()):
+            return
+    elif b != 0:
+        return
+    raise RuntimeError(f"{op}: ZeroDivisionError: integer division by zero (the divisor has a zero; a: "
+                       f"{_describe(a)}, b: {_describe(b)})")
+
+
+def _is_integer(x):
+    return x.dtype.kind in "iub" if isinstance(x, Tensor) else isinstance(x, (int, bool))
+
+
+def _describe(x):
+    return f"{x.dtype} tensor of shape {x.shape}" if isinstance(x, Tensor) else repr(x)
 
 
 def pow(a, b):
@@ -356,7 +392,16 @@ logical_not, isnan, isinf, isfinite, sign, floor, ceil, round, trunc = (
     _no_grad_op(u, n, False) for u, n in (("logical_not", "logical_not"), ("isnan", "isnan"), ("isinf", "isinf"),
                                           ("isfinite", "isfinite"), ("sign", "sign"), ("floor", "floor"),
                                           ("ceil", "ceil"), ("round", "round"), ("trunc", "trunc")))
-floor_divide = _no_grad_op("floor_divide", "floor_divide", True)
+_floor_divide = _no_grad_op("floor_divide", "floor_divide", True)
+
+
+def floor_divide(a, b):
+    """a // b, rounded toward minus infinity (no gradient); integer division by zero raises, as in PyTorch."""
+    a, b = binary_operands(a, b, "floor_divide")
+    check_integer_divisor(a, b, "floor_divide")
+    return _floor_divide(a, b)
+
+
 equal_elementwise = eq
 
 

@@ -91,4 +91,5 @@ def embedding(input, weight, padding_idx=None, max_norm=None, norm_type=2.0, sca
                              f"(weight of shape {tuple(wd.shape)}); valid indices are 0..{n - 1}")
     if max_norm is not None and not is_meta(wd):
         _renorm_(wd, xd, float(max_norm), norm_type)
+        w._vc[0] += 1                         # the weight changed in place (see autograd's version counters)
     return Embedding.apply(w, idx, padding_idx=padding_idx, scale_grad_by_freq=bool(scale_grad_by_freq))

@@ -123,16 +123,26 @@ def batch_norm(input, running_mean, running_var, weight=None, bias=None, trainin
     weight, bias, running_mean, running_var = args
     if not training and (running_mean is None or running_var is None):
         raise ValueError(f"{op}: running_mean and running_var are required in eval mode (training=False)")
-    if training and not is_meta(xd) and xd.size // max(c, 1) <= 1:
-        raise ValueError(f"{op}: expected more than 1 value per channel when training, got input of shape "
-                         f"{tuple(xd.shape)}")
+    if training:
+        check_training_batch(xd)
     for name, t in (("running_mean", running_mean), ("running_var", running_var)):
         if training and t is not None and t.requires_grad:
             raise RuntimeError(f"{op}: {name} requires grad, but training updates it in place; pass a buffer")
+    # (the running statistics are updated in place without a new version, as in PyTorch: no node saves them)
     return BatchNorm.apply(x, weight, bias,
                            None if running_mean is None else running_mean.array,
                            None if running_var is None else running_var.array,
                            training=bool(training), momentum=float(momentum), eps=float(eps))
+
+
+def check_training_batch(x, op="batch_norm"):
+    """Raise unless the input x (N, C, ...) has more than one value per channel: training normalizes with
+    the batch's own statistics, which a single value cannot give. Modules call it before they change any
+    state (num_batches_tracked, the running statistics)."""
+    xd = x.array if isinstance(x, Tensor) else x
+    if xd.ndim >= 2 and not is_meta(xd) and xd.size // max(xd.shape[1], 1) <= 1:
+        raise ValueError(f"{op}: expected more than 1 value per channel when training, got input of shape "
+                         f"{tuple(xd.shape)}")
 
 
 # --- layer norm ------------------------------------------------------------------------------------

@@ -82,6 +82,7 @@ def _tensor(x, op):
 # --- reshape, view, flatten, (un)squeeze ------------------------------------------------------------
 class Reshape(Function):
     """y = x with a new shape (a view when the memory layout allows);  the gradient is reshaped back."""
+    _view = True                        # a view shares x's version counter
 
     def forward(self, x, shape):
         self.shape = x.shape
@@ -96,8 +97,17 @@ class Reshape(Function):
 
 
 def reshape(x, *shape):
-    """`x.reshape(2, 3)`, `x.reshape((2, -1))`: one size may be -1 (inferred)."""
-    return Reshape.apply(_tensor(x, "reshape"), _sizes_fast(shape))
+    """`x.reshape(2, 3)`, `x.reshape((2, -1))`: one size may be -1 (inferred); other negative sizes raise."""
+    x, shape = _tensor(x, "reshape"), _sizes_fast(shape)
+    if shape and min(shape) < -1:             # NumPy would take any negative size for -1
+        _negative_size(x, shape)
+    return Reshape.apply(x, shape)
+
+
+def _negative_size(x, shape):
+    bad = next(i for i, s in enumerate(shape) if s < -1)
+    raise ShapeError(f"reshape: invalid size {shape[bad]} at position {bad} of shape {tuple(shape)} for a tensor "
+                     f"of shape {x.shape}: sizes must be non-negative, or -1 for the one size to infer")
 
 
 view = reshape
@@ -154,6 +164,7 @@ def squeeze(x, dim=None, *, axis=None):
 # --- permute, transpose ---------------------------------------------------------------------------
 class Permute(Function):
     """y = x with its dims reordered (a view);  the gradient is permuted back by the inverse order."""
+    _view = True                        # a view shares x's version counter
 
     def forward(self, x, dims):
         self.dims = dims
@@ -223,6 +234,7 @@ moveaxis = movedim
 # --- expand, repeat -------------------------------------------------------------------------------
 class Expand(Function):
     """y = x broadcast to a larger shape (a read-only view, no copy);  the gradient is summed back."""
+    _view = True                        # a view shares x's version counter
 
     def forward(self, x, shape):
         self.shape = x.shape
@@ -308,6 +320,7 @@ def contiguous(x, memory_format=None):
 
 class Flip(Function):
     """y = x reversed along `axes` (a view);  the gradient is flipped back."""
+    _view = True                        # a view shares x's version counter
 
     def forward(self, x, axes):
         self.axes = axes
