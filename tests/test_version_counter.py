@@ -336,3 +336,75 @@ def test_the_check_passes_when_nothing_changed_and_keeps_gradients_exact():
     (tx.exp() * tw / (tx * tx + 1)).sum().backward()
     np.testing.assert_allclose(x.grad.numpy(), tx.grad.numpy(), rtol=1e-12)
     np.testing.assert_allclose(w.grad.numpy(), tw.grad.numpy(), rtol=1e-12)
+
+
+# --- the declared `_saves` of the built-in ops never miss what forward really keeps ---------------------
+def test_every_declaration_covers_what_forward_keeps(monkeypatch):
+    """Each op that declares `_saves` also goes through the slow, declaration-free search (_watch_saved);
+    the declared tensors must include every tensor the search finds."""
+    from tinylazy import autograd
+    import tinylazy.nn.functional as F
+    declared_watch, problems, seen = autograd._watch_declared, [], set()
+
+    def checking(ctx, saves, args, outs):
+        declared_watch(ctx, saves, args, outs)
+        declared = {(id(vc), pos) for vc, _, _, pos in ctx._saved_versions or ()}
+        keep = ctx.__dict__.pop("_saved_versions", None)
+        autograd._watch_saved(ctx, args, outs)
+        found = {(id(vc), pos) for vc, _, _, pos in ctx.__dict__.pop("_saved_versions", None) or ()}
+        if keep is not None:
+            ctx._saved_versions = keep
+        seen.add(type(ctx).__name__)
+        if not found <= declared:
+            problems.append((type(ctx).__name__, sorted(p for _, p in found - declared)))
+
+    monkeypatch.setattr(autograd, "_watch_declared", checking)
+    for cls in _function_classes(autograd.Function):          # "keeps nothing" is checked as well
+        if cls.__dict__.get("_saves") == ():
+            monkeypatch.setattr(cls, "_saves", (("-", 0),))    # no such attribute: nothing declared
+    gen = np.random.default_rng(0)
+
+    def t(*shape, grad=True, positive=False):
+        a = gen.standard_normal(shape)
+        return tl.tensor(np.abs(a) + 0.5 if positive else a, requires_grad=grad)
+
+    a, b, p, q = t(3, 4), t(3, 4), t(3, 4, positive=True), t(3, 4, positive=True)
+    data = t(3, 4, grad=False)
+    w, bias, img, k = t(5, 4), t(5), t(2, 3, 6, 6), t(4, 3, 3, 3)
+    for fn in (lambda: a * b, lambda: a * data, lambda: data * a, lambda: a * 2, lambda: 3 * a, lambda: a / b,
+               lambda: data / a, lambda: a / 2, lambda: p ** q, lambda: p ** 2, lambda: 2 ** a, lambda: a % q,
+               lambda: data % q, lambda: a + b, lambda: a - data, lambda: -a, lambda: a.clamp(-0.5, 0.5),
+               lambda: tl.maximum(a, b), lambda: tl.minimum(a, data), lambda: tl.where(data > 0, a, b),
+               lambda: a.exp(), lambda: p.log(), lambda: p.log1p(), lambda: p.sqrt(), lambda: p.rsqrt(),
+               lambda: a.sin(), lambda: a.cos(), lambda: a.abs(), lambda: a.tanh(), lambda: a.sigmoid(),
+               lambda: a.relu(), lambda: F.gelu(a), lambda: F.gelu(a, approximate="tanh"),
+               lambda: F.softmax(a, 1), lambda: F.log_softmax(a, 0), lambda: a @ b.T, lambda: data @ b.T,
+               lambda: a[0] @ b[1], lambda: a @ b[0], lambda: t(2, 3, 4) @ t(4, 2), lambda: F.linear(a, w),
+               lambda: F.linear(data, w, bias), lambda: F.linear(t(2, 3, 4), w, bias, activation="relu"),
+               lambda: F.linear(a, w, bias, activation="gelu"), lambda: F.linear(data, w, None, activation="tanh"),
+               lambda: F.conv2d(img, k), lambda: F.conv2d(img, k, t(4), activation="relu"),
+               lambda: F.conv2d(img, k, t(4), activation="gelu"),
+               lambda: F.cross_entropy(a, tl.tensor([0, 3, 1])),
+               lambda: F.cross_entropy(a, tl.tensor([0, 3, 1]), weight=t(4, grad=False), label_smoothing=0.1),
+               lambda: F.embedding(tl.tensor([[0, 2], [4, 4]]), w),
+               lambda: F.layer_norm(a, (4,), t(4), t(4)), lambda: F.layer_norm(a, (4,)),
+               lambda: F.batch_norm(a, None, None, t(4), t(4), training=True),
+               lambda: F.batch_norm(a, tl.zeros(4, dtype=tl.float64), tl.ones(4, dtype=tl.float64), t(4), t(4)),
+               lambda: a.masked_fill(data > 0, 0.0), lambda: F.dropout(a, 0.5, True), lambda: tl.cat([a, b]),
+               lambda: tl.stack([a, data]), lambda: a.reshape(4, 3), lambda: a.permute(1, 0), lambda: a[1:, ::2],
+               lambda: a.expand(2, 3, 4), lambda: a.repeat(2, 1), lambda: a.flip(0), lambda: a.tril(),
+               lambda: a.clone(), lambda: a.float()):
+        assert fn().requires_grad
+    assert problems == []
+    for name in ("Mul", "Div", "Pow", "Remainder", "Clamp", "Maximum", "Minimum", "Where", "Exp", "Log", "Log1p",
+                 "Sqrt", "Rsqrt", "Sin", "Cos", "Abs", "Tanh", "Sigmoid", "Relu", "Gelu", "GeluTanh", "Softmax",
+                 "LogSoftmax", "MatMul", "Linear", "Conv2d", "CrossEntropy", "Embedding", "LayerNorm",
+                 "BatchNorm", "MaskedFill", "Add", "Sub", "Neg", "Cat", "Stack", "Reshape", "Permute",
+                 "BasicIndex", "Expand", "Repeat", "Flip", "Tril", "Clone", "Cast", "Dropout"):
+        assert name in seen, name
+
+
+def _function_classes(cls):
+    for sub in cls.__subclasses__():
+        yield sub
+        yield from _function_classes(sub)

@@ -9,86 +9,22 @@ node *and* the context that backward reads its saved arrays from).
 that reach each node before calling its backward once. Every recorded node carries a sequence number, and
 the nodes that have received a gradient wait in a heap that yields the newest first, as in PyTorch's engine:
 a node's inputs were made before it, so when a node comes out, every node that feeds it a gradient has run.
+A backward without retain_graph frees each node it ran through: what forward saved, and the edges to the
+input tensors, so that a loss kept after backward holds no activations.
+
+Saved tensors are guarded by version counters (below): changing one in place between forward and backward
+is an error that names the op, never a silently wrong gradient. Grad mode (no_grad, ...) is per thread and
+lives in grad_mode.py.
 """
 import heapq
 import itertools
-import threading
 
 import numpy as np
 
 from . import backend
+from .grad_mode import _state, enable_grad, is_grad_enabled, no_grad, set_grad_enabled  # noqa: F401
 
 Tensor = None          # set by tensor.py: the engine wraps results in this class
-
-# --- grad mode -------------------------------------------------------------------------------------
-class _ThreadState(threading.local):
-    """Grad mode belongs to a thread, as in PyTorch: a thread evaluating under no_grad leaves training in
-    another thread recording. Each thread starts with grad mode on."""
-    grad_enabled = True
-
-
-_state = _ThreadState()
-
-
-def is_grad_enabled():
-    """Whether ops run by the calling thread record a graph."""
-    return _state.grad_enabled
-
-
-class _GradMode:
-    """Sets the calling thread's grad mode to `mode` inside a `with` block and restores the mode it found on
-    exit (each block remembers its own, so nested and overlapping blocks unwind correctly); also a decorator
-    (each call of the decorated function runs in its own block). no_grad, enable_grad and
-    set_grad_enabled are this class with the mode fixed or given."""
-    mode = True
-
-    def __enter__(self):
-        self.prev = _state.grad_enabled
-        _state.grad_enabled = self.mode
-        return self
-
-    def __exit__(self, *exc):
-        _state.grad_enabled = self.prev
-        return False
-
-    def __call__(self, fn):              # used as a decorator
-        import functools
-        mode = self.mode
-
-        @functools.wraps(fn)
-        def wrapper(*args, **kwargs):
-            block = _GradMode()
-            block.mode = mode
-            with block:
-                return fn(*args, **kwargs)
-        return wrapper
-
-
-class no_grad(_GradMode):
-    """`with tl.no_grad():` -- ops inside record no graph (and in-place updates of parameters are allowed)."""
-    mode = False
-
-
-class enable_grad(_GradMode):
-    """`with tl.enable_grad():` -- turn recording back on inside a no_grad block."""
-    mode = True
-
-
-class set_grad_enabled(_GradMode):
-    """`with tl.set_grad_enabled(mode):`, or a plain call `tl.set_grad_enabled(False)` (as in PyTorch, the
-    mode is set when the object is made, for the calling thread), or a decorator."""
-
-    def __init__(self, mode=True):
-        self.mode = bool(mode)
-        self.prev = _state.grad_enabled
-        _state.grad_enabled = self.mode
-
-    def __enter__(self):                 # the mode was set by __init__; exit restores the one found there
-        return self
-
-    def __call__(self, fn):              # as a decorator: undo __init__'s setting, apply it per call
-        _state.grad_enabled = self.prev
-        return super().__call__(fn)
 
 
 # --- Function --------------------------------------------------------------------------------------
@@ -104,6 +40,11 @@ class Function:
     gradient itself, never one array twice); the engine may then keep them as ``.grad`` without a copy,
     and add later gradients into them in place.
 
+    ``_saves`` declares what forward keeps for backward, for the version check: ((attribute, position),
+    ...), each attribute holding (a view of) the array of input `position` (or of output -1-position) when
+    forward set it to anything but None. Left None, the engine finds out by looking through the node's
+    attributes after forward (slower, but right for any Function, custom ones included).
+
     ``overwrites_grad = True`` asks the engine whether backward may write over its incoming gradient: the
     engine sets ``self.grad_owned`` before calling backward, True when that array is the engine's alone (it
     came fresh from another node, or is a sum the engine made). Overwriting it spares an allocation.
@@ -115,7 +56,9 @@ class Function:
     _seq = -1                  # creation order of a recorded node (set by apply): backward runs newest first
     _retained = None           # [(output index, tensor)] of outputs whose .grad is kept (retain_grad)
     _view = False              # True: the output may be a view of input 0 (reshape, permute, basic index, ...)
-    _saved_versions = None     # [(counter, version, shape, what)] of the tensors whose memory forward kept
+    _saved_versions = None     # [(counter, version, array, input i or output -1-k)] of what forward kept
+    _saves = None              # what forward keeps, declared: ((attribute, input i or output -1-k), ...);
+                               # None: found by looking through the node's attributes (_watch_saved)
 
     # PyTorch's ctx helpers, for custom Functions written in its style
     def save_for_backward(self, *arrays):
@@ -151,7 +94,10 @@ class Function:
         if type(out) is tuple:
             outs = tuple(_wrap(o, record) for o in out)
             if record:
-                _watch_saved(ctx, args, outs)
+                if cls._saves is None:
+                    _watch_saved(ctx, args, outs)
+                elif cls._saves:
+                    _watch_declared(ctx, cls._saves, args, outs)
                 ctx._edges, ctx._nout, ctx._seq = edges, len(outs), next(_sequence)
                 ctx._out_meta = [(o.shape, o.dtype) for o in out]
                 for k, t in enumerate(outs):
@@ -161,7 +107,11 @@ class Function:
         if cls._view:
             _share_counter_if_view(result, args[0])
         if record:
-            _watch_saved(ctx, args, (result,))
+            saves = cls._saves
+            if saves is None:
+                _watch_saved(ctx, args, (result,))
+            elif saves:
+                _watch_declared(ctx, saves, args, (result,))
             ctx._edges, ctx._nout, ctx._seq = edges, 1, next(_sequence)
             result.grad_fn = ctx
         return result
@@ -207,43 +157,62 @@ def _share_counter_if_view(result, source):
         result._vc = source._vc
 
 
-def _is_array(v):
-    cp = backend._cupy
-    return type(v) is np.ndarray or (cp and type(v) is cp.ndarray)
-
-
 def _watch_saved(ctx, args, outs):
     """Note on `ctx` the version of every input or output tensor whose memory forward kept on ctx (an
-    attribute that is the array, a view of it, or such arrays in a tuple or list): `_saved_versions`."""
+    attribute that is the array, a view of it, or such arrays in a tuple or list): `_saved_versions`.
+    (Runs for every recorded node, so the NumPy case is written out inline.)"""
+    cp = backend._cupy
+    device_array = cp.ndarray if cp else None
     kept = set()                          # ids of the memory owners of the arrays on ctx
     for v in ctx.__dict__.values():
-        if _is_array(v):
-            kept.add(id(_storage(v)))
-        elif type(v) is tuple or type(v) is list:
+        tv = type(v)
+        if tv is tuple or tv is list:
             for u in v:
-                if _is_array(u):
-                    kept.add(id(_storage(u)))
+                tu = type(u)
+                if tu is np.ndarray or tu is device_array:
+                    kept.add(id(u if u.base is None else _storage(u)))
+        elif tv is np.ndarray or tv is device_array:
+            kept.add(id(v if v.base is None else _storage(v)))
     if not kept:
         return
     saved = []
     for i, t in enumerate(args):
-        if isinstance(t, Tensor) and id(_storage(t.array)) in kept:
-            saved.append((t._vc, t._vc[0], t.array.shape, i))
+        if isinstance(t, Tensor):
+            a = t.array
+            if id(a if getattr(a, "base", None) is None else _storage(a)) in kept:
+                saved.append((t._vc, t._vc[0], a, i))
     for k, t in enumerate(outs):
-        if id(_storage(t.array)) in kept:
-            saved.append((t._vc, t._vc[0], t.array.shape, -1 - k))
+        a = t.array
+        if id(a if getattr(a, "base", None) is None else _storage(a)) in kept:
+            saved.append((t._vc, t._vc[0], a, -1 - k))
+    if saved:
+        ctx._saved_versions = saved
+
+
+def _watch_declared(ctx, saves, args, outs):
+    """_watch_saved for a Function that declares `_saves`, ((attribute, position), ...): the attribute, when
+    forward set it to something other than None, holds (a view of) input `position`'s array, or output
+    -1-position's. Much cheaper than looking; tests check each declaration against _watch_saved."""
+    d = ctx.__dict__
+    saved = []
+    for name, pos in saves:
+        if d.get(name) is not None:
+            t = args[pos] if pos >= 0 else outs[-1 - pos]
+            if isinstance(t, Tensor):     # (a Python number operand has no version)
+                vc = t._vc
+                saved.append((vc, vc[0], t.array, pos))
     if saved:
         ctx._saved_versions = saved
 
 
 def _check_versions(node):
     """Raise if a tensor that `node` saved for backward was changed in place since (PyTorch's message)."""
-    for vc, version, shape, where in node._saved_versions:
+    for vc, version, array, where in node._saved_versions:
         if vc[0] != version:
             what = f"input {where}" if where >= 0 else f"output {-1 - where}"
             raise RuntimeError(
                 f"one of the variables needed for gradient computation has been modified by an inplace "
-                f"operation: the tensor of shape {tuple(shape)} saved by {type(node).__name__} (its {what}) "
+                f"operation: the tensor of shape {tuple(array.shape)} saved by {type(node).__name__} (its {what}) "
                 f"is at version {vc[0]}; expected version {version} instead. Hint: change it out of place "
                 f"(x = x + 1, not x += 1), clone it before the in-place change, or change it after backward.")
 

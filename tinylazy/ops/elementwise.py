@@ -73,6 +73,7 @@ def _shape(x):
 # --- arithmetic ------------------------------------------------------------------------------------
 class Add(Function):
     """z = a + b;  dz/da = dz/db = 1."""
+    _saves = ()
     def forward(self, a, b):
         self.shapes = (_shape(a), _shape(b))
         return a + b
@@ -85,6 +86,7 @@ class Add(Function):
 
 class Sub(Function):
     """z = a - b;  dz/da = 1, dz/db = -1."""
+    _saves = ()
     def forward(self, a, b):
         self.shapes = (_shape(a), _shape(b))
         return a - b
@@ -97,6 +99,7 @@ class Sub(Function):
 
 class Mul(Function):
     """z = a * b;  dz/da = b, dz/db = a. Saves b when a needs a gradient, a when b does."""
+    _saves = (("a", 0), ("b", 1))
     fresh_grads = True
 
     def forward(self, a, b):
@@ -113,6 +116,7 @@ class Mul(Function):
 
 class Div(Function):
     """z = a / b;  dz/da = 1/b, dz/db = -z/b. Saves b, and the output when b needs a gradient."""
+    _saves = (("b", 1), ("z", -1))
     fresh_grads = True
 
     def forward(self, a, b):
@@ -132,6 +136,7 @@ class Div(Function):
 class Remainder(Function):
     """z = a mod b (sign of b, like Python and PyTorch);  dz/da = 1, dz/db = -floor(a/b). Saves a and b
     when b needs a gradient."""
+    _saves = (("a", 0), ("b", 1))
     def forward(self, a, b):
         self.shapes = (_shape(a), _shape(b))
         if self.needs_input_grad[1]:
@@ -148,6 +153,7 @@ class Remainder(Function):
 
 class Pow(Function):
     """z = a ** b;  dz/da = b * a**(b-1), dz/db = z * log(a) (0 where a == 0 and b >= 0, as PyTorch)."""
+    _saves = (("a", 0), ("b", 1), ("z", -1))
     fresh_grads = True
 
     def forward(self, a, b):
@@ -176,6 +182,7 @@ class Pow(Function):
 
 class Neg(Function):
     """z = -a."""
+    _saves = ()
     fresh_grads = True
 
     def forward(self, a):
@@ -259,6 +266,7 @@ subtract, multiply, negative = sub, mul, neg
 # --- clamp, maximum, minimum, where ----------------------------------------------------------------
 class Clamp(Function):
     """y = min(max(x, lo), hi);  dy/dx = 1 where lo <= x <= hi, else 0."""
+    _saves = (("x", 0),)
     fresh_grads = True
 
     def forward(self, x, lo, hi):
@@ -294,6 +302,7 @@ clip = clamp
 
 class Maximum(Function):
     """z = max(a, b) elementwise; the gradient goes to the larger input, split in half on ties (PyTorch)."""
+    _saves = (("a", 0), ("b", 1))
     fresh_grads = True
     pick = staticmethod(lambda a, b: xp_of(a if hasattr(a, "shape") else b).maximum(a, b))
 
@@ -334,6 +343,7 @@ def minimum(a, b):
 
 class Where(Function):
     """z = x where cond else y;  the gradient flows to x where cond holds and to y elsewhere."""
+    _saves = (("cond", 0),)
     fresh_grads = True
 
     def forward(self, cond, x, y):

@@ -27,6 +27,7 @@ def _scatter_add(xp, target, index, values):
 class Embedding(Function):
     """out = weight[idx] (shape idx.shape + (D,)). d weight = scatter-add of g's rows into the rows idx picked;
     scale_grad_by_freq divides each row's gradient by how often its index occurs in idx. Saves idx."""
+    _saves = (("idx", 1),)
     fresh_grads = True
 
     def forward(self, weight, idx, padding_idx, scale_grad_by_freq):

@@ -99,6 +99,7 @@ def _on_device_of(i, data):
 class BasicIndex(Function):
     """y = x[index] for a basic index (ints, slices, None, Ellipsis): a view. Backward writes the
     gradient into zeros of x's shape at the same place (basic indices never repeat an element)."""
+    _saves = ()
     fresh_grads = True
     _view = True                        # a view shares x's version counter
 
@@ -278,6 +279,7 @@ def index_select(x, dim=None, index=None, *, axis=None):
 class MaskedFill(Function):
     """y = value where mask else x (x's dtype);  dy/dx = 0 where mask, 1 elsewhere; a tensor value gets
     the sum of the gradient where mask holds. Saves the mask."""
+    _saves = (("mask", 1),)
     fresh_grads = True
 
     def forward(self, x, mask, value):

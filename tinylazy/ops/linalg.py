@@ -25,6 +25,7 @@ def _mT(a):
 class MatMul(Function):
     """C = A @ B (NumPy's matmul: batched, broadcasting, 1-d operands promoted). Saves B when A needs a
     gradient and A when B does. Both gradients are new products, so the engine may keep them without a copy."""
+    _saves = (("a", 0), ("b", 1))
     fresh_grads = True
 
     def forward(self, a, b):

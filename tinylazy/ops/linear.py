@@ -23,15 +23,16 @@ from .elementwise import as_tensor_operand
 def activation_epilogue(ctx, product, bias, activation, axis):
     """act(product + bias) for a fresh `product` it may write over (Linear's and Conv2d's fused epilogue,
     tinylazy.cuda.bias_act_fwd), the bias along `axis`; keeps on ctx what backward needs: ctx.saved (the
-    output, or for the gelus the product), ctx.has_bias, and ctx.bias (the bias where backward needs its
-    values, i.e. for the gelus; else None, so that changing the bias in place after forward is no error)."""
+    output, or for the gelus the product), ctx.has_bias, ctx.bias (the bias where backward needs its values,
+    i.e. for the gelus; else None, so that changing the bias in place after forward is no error), and
+    ctx.output (the output when it is what backward reads, else None: for the version check)."""
     if bias is None:
         out = cuda.act_fwd(product, activation, overwrite_x=True)
     else:
         out = cuda.bias_act_fwd(product, bias, activation, axis=axis, overwrite_x=True)
     saves_output = cuda.act_saves_output(activation)
     ctx.saved, ctx.has_bias = (out if saves_output else product), bias is not None
-    ctx.bias = None if saves_output else bias
+    ctx.bias, ctx.output = (None, out) if saves_output else (bias, None)
     return out
 
 
@@ -43,6 +44,7 @@ class Linear(Function):
     dx = g2 @ W,  dW = g2.T @ x2,  db = g2 summed over M. Saves x2 (only when W needs a gradient), W
     (only when x needs one), and for act the array its backward needs (the output, or for the gelus the
     product before the bias)."""
+    _saves = (("x2", 0), ("weight", 1), ("bias", 2), ("output", -1))
     fresh_grads = True                      # every gradient below is a new array (or a view of one)
     overwrites_grad = True                  # the activation's backward may mask g in place
 

@@ -38,6 +38,7 @@ class BatchNorm(Function):
     training: batch statistics, and running_mean/running_var (when given) updated in place:
         running = (1 - momentum) * running + momentum * batch_stat  (the unbiased variance, as PyTorch).
     eval: the running statistics. Saves xhat and weight * invstd (per channel)."""
+    _saves = ()
     fresh_grads = True
 
     def forward(self, x, weight, bias, running_mean, running_var, training, momentum, eps):
@@ -149,6 +150,7 @@ def check_training_batch(x, op="batch_norm"):
 class LayerNorm(Function):
     """Normalization of each sample over its last k axes (the normalized_shape); weight and bias have that
     shape (see the module docstring). Saves xhat, invstd (one per normalized group) and weight."""
+    _saves = (("weight", 1),)
     fresh_grads = True
 
     def forward(self, x, weight, bias, k, eps):

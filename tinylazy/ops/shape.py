@@ -82,6 +82,7 @@ def _tensor(x, op):
 # --- reshape, view, flatten, (un)squeeze ------------------------------------------------------------
 class Reshape(Function):
     """y = x with a new shape (a view when the memory layout allows);  the gradient is reshaped back."""
+    _saves = ()
     _view = True                        # a view shares x's version counter
 
     def forward(self, x, shape):
@@ -164,6 +165,7 @@ def squeeze(x, dim=None, *, axis=None):
 # --- permute, transpose ---------------------------------------------------------------------------
 class Permute(Function):
     """y = x with its dims reordered (a view);  the gradient is permuted back by the inverse order."""
+    _saves = ()
     _view = True                        # a view shares x's version counter
 
     def forward(self, x, dims):
@@ -234,6 +236,7 @@ moveaxis = movedim
 # --- expand, repeat -------------------------------------------------------------------------------
 class Expand(Function):
     """y = x broadcast to a larger shape (a read-only view, no copy);  the gradient is summed back."""
+    _saves = ()
     _view = True                        # a view shares x's version counter
 
     def forward(self, x, shape):
@@ -274,6 +277,7 @@ def expand_as(x, other):
 class Repeat(Function):
     """y = x tiled reps[i] times along dim i (x first gets leading size-1 dims if reps is longer);
     the gradient sums the tiles: g reshaped to (r0, s0, r1, s1, ...) and summed over the r's."""
+    _saves = ()
     fresh_grads = True
 
     def forward(self, x, reps):
@@ -302,6 +306,7 @@ def repeat(x, *sizes):
 # --- contiguous, flip, tril/triu ------------------------------------------------------------------
 class Contiguous(Function):
     """y = a C-contiguous copy of x;  dy/dx = 1."""
+    _saves = ()
 
     def forward(self, x):
         return xp_of(x).ascontiguousarray(x)
@@ -320,6 +325,7 @@ def contiguous(x, memory_format=None):
 
 class Flip(Function):
     """y = x reversed along `axes` (a view);  the gradient is flipped back."""
+    _saves = ()
     _view = True                        # a view shares x's version counter
 
     def forward(self, x, axes):
@@ -342,6 +348,7 @@ def flip(x, *dims):
 class _Triangle(Function):
     """y = x with the elements above (tril) or below (triu) diagonal k zeroed, over the last two dims;
     the gradient is masked the same way."""
+    _saves = ()
     fresh_grads = True
     func = None
 
