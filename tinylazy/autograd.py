@@ -9,6 +9,12 @@ node *and* the context that backward reads its saved arrays from).
 that reach each node before calling its backward once. Every recorded node carries a sequence number, and
 the nodes that have received a gradient wait in a heap that yields the newest first, as in PyTorch's engine:
 a node's inputs were made before it, so when a node comes out, every node that feeds it a gradient has run.
+A backward without retain_graph frees each node it ran through: what forward saved, and the edges to the
+input tensors, so that a loss kept after backward holds no activations.
+
+Saved tensors are guarded by version counters (below): changing one in place between forward and backward
+is an error that names the op, never a silently wrong gradient. Grad mode (no_grad, ...) is per thread and
+lives in grad_mode.py.
 """
 import heapq
 import itertools
@@ -19,65 +25,9 @@ from . import backend
 from ._grad_hooks import (_post_hooks, _end_callbacks, _hooked_leaves, _leaf_edge_done,  # noqa: F401
                           _flush_post_hooks, _run_post_hooks, _run_end_callbacks,
                           register_post_accumulate_grad_hook, queue_callback)
+from .grad_mode import _state, enable_grad, is_grad_enabled, no_grad, set_grad_enabled  # noqa: F401
 
 Tensor = None          # set by tensor.py: the engine wraps results in this class
-
-# --- grad mode -------------------------------------------------------------------------------------
-_grad_enabled = True
-
-
-def is_grad_enabled():
-    return _grad_enabled
-
-
-class set_grad_enabled:
-    """Context manager (and decorator) that turns graph recording on or off."""
-
-    def __init__(self, mode=True):
-        global _grad_enabled
-        self.prev, self.mode = _grad_enabled, bool(mode)
-        _grad_enabled = self.mode        # as in PyTorch, it also works as a plain function call
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        global _grad_enabled
-        _grad_enabled = self.prev
-        return False
-
-
-class _GradMode:
-    mode = True
-
-    def __enter__(self):
-        global _grad_enabled
-        self.prev, _grad_enabled = _grad_enabled, self.mode
-        return self
-
-    def __exit__(self, *exc):
-        global _grad_enabled
-        _grad_enabled = self.prev
-        return False
-
-    def __call__(self, fn):              # used as a decorator
-        import functools
-
-        @functools.wraps(fn)
-        def wrapper(*args, **kwargs):
-            with type(self)():
-                return fn(*args, **kwargs)
-        return wrapper
-
-
-class no_grad(_GradMode):
-    """`with tl.no_grad():` -- ops inside record no graph (and in-place updates of parameters are allowed)."""
-    mode = False
-
-
-class enable_grad(_GradMode):
-    """`with tl.enable_grad():` -- turn recording back on inside a no_grad block."""
-    mode = True
 
 
 # --- Function --------------------------------------------------------------------------------------
@@ -93,6 +43,11 @@ class Function:
     gradient itself, never one array twice); the engine may then keep them as ``.grad`` without a copy,
     and add later gradients into them in place.
 
+    ``_saves`` declares what forward keeps for backward, for the version check: ((attribute, position),
+    ...), each attribute holding (a view of) the array of input `position` (or of output -1-position) when
+    forward set it to anything but None. Left None, the engine finds out by looking through the node's
+    attributes after forward (slower, but right for any Function, custom ones included).
+
     ``overwrites_grad = True`` asks the engine whether backward may write over its incoming gradient: the
     engine sets ``self.grad_owned`` before calling backward, True when that array is the engine's alone (it
     came fresh from another node, or is a sum the engine made). Overwriting it spares an allocation.
@@ -103,6 +58,10 @@ class Function:
     _freed = False             # set when backward released the saved arrays (retain_graph=False)
     _seq = -1                  # creation order of a recorded node (set by apply): backward runs newest first
     _retained = None           # [(output index, tensor)] of outputs whose .grad is kept (retain_grad)
+    _view = False              # True: the output may be a view of input 0 (reshape, permute, basic index, ...)
+    _saved_versions = None     # [(counter, version, array, input i or output -1-k)] of what forward kept
+    _saves = None              # what forward keeps, declared: ((attribute, input i or output -1-k), ...);
+                               # None: found by looking through the node's attributes (_watch_saved)
 
     # PyTorch's ctx helpers, for custom Functions written in its style
     def save_for_backward(self, *arrays):
@@ -126,7 +85,7 @@ class Function:
                     edges.append((i, a))
         if not on_cpu:                        # some array is CuPy or meta: they must all be on one device
             _check_one_device(cls, args)
-        record = bool(edges) and _grad_enabled and cls.differentiable
+        record = bool(edges) and _state.grad_enabled and cls.differentiable
         if record:
             needs = [False] * len(args)
             for i, _ in edges:
@@ -138,13 +97,24 @@ class Function:
         if type(out) is tuple:
             outs = tuple(_wrap(o, record) for o in out)
             if record:
+                if cls._saves is None:
+                    _watch_saved(ctx, args, outs)
+                elif cls._saves:
+                    _watch_declared(ctx, cls._saves, args, outs)
                 ctx._edges, ctx._nout, ctx._seq = edges, len(outs), next(_sequence)
                 ctx._out_meta = [(o.shape, o.dtype) for o in out]
                 for k, t in enumerate(outs):
                     t.grad_fn, t._out_index = ctx, k
             return outs
         result = _wrap(out, record)
+        if cls._view:
+            _share_counter_if_view(result, args[0])
         if record:
+            saves = cls._saves
+            if saves is None:
+                _watch_saved(ctx, args, (result,))
+            elif saves:
+                _watch_declared(ctx, saves, args, (result,))
             ctx._edges, ctx._nout, ctx._seq = edges, 1, next(_sequence)
             result.grad_fn = ctx
         return result
@@ -156,13 +126,98 @@ class Function:
         raise NotImplementedError(f"{type(self).__name__} defines no backward")
 
     def _release(self):
-        """Drop what forward saved (the graph is being freed); keep the edges to report a second backward."""
-        edges, nout, seq = self._edges, self._nout, self._seq
+        """Free the node after backward ran through it without retain_graph: drop what forward saved and the
+        edges (the input tensors, whose arrays would otherwise stay alive as long as the loss does); keep
+        what reports a second backward through it (which stops at this node, before its edges)."""
+        nout, seq = self._nout, self._seq
         self.__dict__.clear()
-        self._edges, self._nout, self._seq, self._freed = edges, nout, seq, True
+        self._nout, self._seq, self._freed = nout, seq, True
 
 
 _sequence = itertools.count()          # the sequence numbers of recorded nodes
+
+
+# --- version counters --------------------------------------------------------------------------------
+# Every tensor has a version counter, `tensor._vc`: a one-element list that every in-place change of its
+# values bumps (+=, copy_, zero_, fill_, setitem, the optimizers' steps, ...; `tensor._version` reads it).
+# Views (reshape, permute, basic indexing, expand, detach, ...) share their base's list, so a change through
+# any of them counts for all; `.data` gets a fresh one (PyTorch's escape hatch, which autograd does not
+# watch). When a node is recorded, it notes the version of each input or output tensor whose memory its
+# forward kept for backward; backward compares before using them, so a saved tensor changed in place in
+# between is an error, never a silently wrong gradient.
+
+def _storage(a):
+    """The array that owns the memory `a` looks at (`a` itself when it is no view)."""
+    base = getattr(a, "base", None)
+    while base is not None:
+        a, base = base, getattr(base, "base", None)
+    return a
+
+
+def _share_counter_if_view(result, source):
+    """Give `result` the version counter of `source` when its array is a view of source's memory."""
+    if _storage(result.array) is _storage(source.array):
+        result._vc = source._vc
+
+
+def _watch_saved(ctx, args, outs):
+    """Note on `ctx` the version of every input or output tensor whose memory forward kept on ctx (an
+    attribute that is the array, a view of it, or such arrays in a tuple or list): `_saved_versions`.
+    (Runs for every recorded node, so the NumPy case is written out inline.)"""
+    cp = backend._cupy
+    device_array = cp.ndarray if cp else None
+    kept = set()                          # ids of the memory owners of the arrays on ctx
+    for v in ctx.__dict__.values():
+        tv = type(v)
+        if tv is tuple or tv is list:
+            for u in v:
+                tu = type(u)
+                if tu is np.ndarray or tu is device_array:
+                    kept.add(id(u if u.base is None else _storage(u)))
+        elif tv is np.ndarray or tv is device_array:
+            kept.add(id(v if v.base is None else _storage(v)))
+    if not kept:
+        return
+    saved = []
+    for i, t in enumerate(args):
+        if isinstance(t, Tensor):
+            a = t.array
+            if id(a if getattr(a, "base", None) is None else _storage(a)) in kept:
+                saved.append((t._vc, t._vc[0], a, i))
+    for k, t in enumerate(outs):
+        a = t.array
+        if id(a if getattr(a, "base", None) is None else _storage(a)) in kept:
+            saved.append((t._vc, t._vc[0], a, -1 - k))
+    if saved:
+        ctx._saved_versions = saved
+
+
+def _watch_declared(ctx, saves, args, outs):
+    """_watch_saved for a Function that declares `_saves`, ((attribute, position), ...): the attribute, when
+    forward set it to something other than None, holds (a view of) input `position`'s array, or output
+    -1-position's. Much cheaper than looking; tests check each declaration against _watch_saved."""
+    d = ctx.__dict__
+    saved = []
+    for name, pos in saves:
+        if d.get(name) is not None:
+            t = args[pos] if pos >= 0 else outs[-1 - pos]
+            if isinstance(t, Tensor):     # (a Python number operand has no version)
+                vc = t._vc
+                saved.append((vc, vc[0], t.array, pos))
+    if saved:
+        ctx._saved_versions = saved
+
+
+def _check_versions(node):
+    """Raise if a tensor that `node` saved for backward was changed in place since (PyTorch's message)."""
+    for vc, version, array, where in node._saved_versions:
+        if vc[0] != version:
+            what = f"input {where}" if where >= 0 else f"output {-1 - where}"
+            raise RuntimeError(
+                f"one of the variables needed for gradient computation has been modified by an inplace "
+                f"operation: the tensor of shape {tuple(array.shape)} saved by {type(node).__name__} (its {what}) "
+                f"is at version {vc[0]}; expected version {version} instead. Hint: change it out of place "
+                f"(x = x + 1, not x += 1), clone it before the in-place change, or change it after backward.")
 
 
 def _check_one_device(cls, args):
@@ -182,6 +237,7 @@ def _wrap(out, requires_grad):
         out = np.asarray(out)
     t = Tensor.__new__(Tensor)
     t.array, t.grad, t.requires_grad, t.grad_fn, t._out_index, t._retains_grad = out, None, requires_grad, None, 0, False
+    t._vc = [0]
     return t
 
 
@@ -234,6 +290,8 @@ def backward(tensor, gradient=None, retain_graph=False):
         if node._freed:
             raise RuntimeError(f"backward: trying to backward through the graph a second time ({type(node).__name__} "
                                "already freed its saved arrays); call the first backward with retain_graph=True")
+        if node._saved_versions is not None:
+            _check_versions(node)
         if node._nout == 1:
             if node._retained:
                 _set_retained(node._retained[0][1], grads)

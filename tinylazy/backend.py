@@ -9,6 +9,7 @@ Nothing in here imports the rest of tinylazy.
 """
 import os
 import sys
+import threading
 
 import numpy as np
 
@@ -204,22 +205,35 @@ _NULL = _Null()
 
 # --- random numbers --------------------------------------------------------------------------------
 class _RNG:
-    """Per-device generators. `manual_seed(n)` reseeds them all, so a program's numbers repeat."""
+    """Per-device generators. `manual_seed(n)` reseeds them all, so a program's numbers repeat.
+
+    As in PyTorch, they are shared by every thread of the process; a lock makes handing out a generator or
+    a dropout counter range atomic, so two threads never get the same numbers (NumPy's generators lock each
+    draw themselves)."""
 
     def __init__(self):
         self.seed = 0
         self._generators = {}
         self._counters = {}
+        self._lock = threading.Lock()
 
     def manual_seed(self, seed):
-        self.seed = int(seed)
-        self._generators.clear()
-        self._counters.clear()
+        with self._lock:
+            self.seed = int(seed)
+            self._generators.clear()
+            self._counters.clear()
 
     def generator(self, dev):
         """The generator of `dev`: a `numpy.random.Generator` on cpu, a `cupy.random.Generator` on cuda."""
         dev = device(dev)
         gen = self._generators.get(dev)
+        if gen is None:
+            with self._lock:
+                return self._new_generator(dev)
+        return gen
+
+    def _new_generator(self, dev):
+        gen = self._generators.get(dev)      # another thread may have made it meanwhile
         if gen is None:
             if dev.type == "cuda":
                 cp = _require_cuda(dev)
@@ -233,9 +247,10 @@ class _RNG:
     def next_offset(self, dev, n):
         """A fresh range of `n` counters for counter-based kernels (dropout): returns (seed, offset)."""
         dev = device(dev)
-        start = self._counters.get(dev, 0)
-        self._counters[dev] = start + int(n)
-        return self.seed, start
+        with self._lock:
+            start = self._counters.get(dev, 0)
+            self._counters[dev] = start + int(n)
+            return self.seed, start
 
 
 RNG = _RNG()

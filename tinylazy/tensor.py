@@ -11,7 +11,7 @@ from .size import _from_shape
 
 
 class Tensor:
-    __slots__ = ("array", "grad", "requires_grad", "grad_fn", "_out_index", "_retains_grad", "__weakref__")
+    __slots__ = ("array", "grad", "requires_grad", "grad_fn", "_out_index", "_retains_grad", "_vc", "__weakref__")
     __array_priority__ = 1000          # NumPy defers `ndarray + Tensor` to Tensor.__radd__
 
     def __init__(self, data, requires_grad=False):
@@ -20,6 +20,7 @@ class Tensor:
         elif not (isinstance(data, np.ndarray) or backend.is_meta(data) or _is_cupy(data)):
             data = np.asarray(data)
         self.array, self.grad, self.grad_fn, self._out_index, self._retains_grad = data, None, None, 0, False
+        self._vc = [0]                 # the version counter (see autograd): views share it, in-place ops bump it
         self.requires_grad = False
         if requires_grad:
             self.requires_grad_(True)
@@ -175,6 +176,12 @@ class Tensor:
     def retains_grad(self):
         return self._retains_grad
 
+    @property
+    def _version(self):
+        """How many in-place changes this tensor's values (or a view's sharing them) have seen (PyTorch's
+        name). Backward refuses a saved tensor whose version moved since forward (see autograd)."""
+        return self._vc[0]
+
     def backward(self, gradient=None, retain_graph=False, create_graph=False):
         if create_graph:
             raise NotImplementedError("backward(create_graph=True): tinylazy computes first-order gradients only")
@@ -185,8 +192,10 @@ class Tensor:
         return autograd.register_post_accumulate_grad_hook(self, hook)
 
     def detach(self):
-        """The same data, cut from the graph."""
-        return Tensor(self.array)
+        """The same data, cut from the graph (a view: it shares the version counter, unlike `.data`)."""
+        t = Tensor(self.array)
+        t._vc = self._vc
+        return t
 
     def detach_(self):
         if self.grad_fn is not None:
@@ -243,7 +252,7 @@ class Tensor:
 
     # --- in place ---------------------------------------------------------------------------------
     def _check_inplace(self, op):
-        if self.requires_grad and autograd._grad_enabled:
+        if self.requires_grad and autograd._state.grad_enabled:
             what = "a leaf tensor that requires grad" if self.grad_fn is None else "a tensor that is part of a graph"
             raise RuntimeError(f"{op}: {what} cannot be changed in place while grad mode is on; "
                                "wrap the update in `with tl.no_grad():` (or use .detach())")
@@ -251,11 +260,13 @@ class Tensor:
     def zero_(self):
         self._check_inplace("zero_")
         self.array.fill(0)
+        self._vc[0] += 1
         return self
 
     def fill_(self, value):
         self._check_inplace("fill_")
         self.array.fill(value.item() if isinstance(value, Tensor) else value)
+        self._vc[0] += 1
         return self
 
     def copy_(self, src):
@@ -266,23 +277,26 @@ class Tensor:
             return self
         src = backend.to_device(src, self.device) if not np.isscalar(src) else src
         self.array[...] = src
+        self._vc[0] += 1
         return self
 
     def uniform_(self, a=0.0, b=1.0):
         self._check_inplace("uniform_")
         from .creation import _random
         self.array[...] = _random("uniform", self.shape, self.dtype, self.device, a, b)
+        self._vc[0] += 1
         return self
 
     def normal_(self, mean=0.0, std=1.0):
         self._check_inplace("normal_")
         from .creation import _random
         self.array[...] = _random("normal", self.shape, self.dtype, self.device, mean, std)
+        self._vc[0] += 1
         return self
 
     def _inplace(op_name, op):
         def method(self, other):
-            if self.requires_grad and autograd._grad_enabled:
+            if self.requires_grad and autograd._state.grad_enabled:
                 if self.grad_fn is None:
                     self._check_inplace(op_name)
                 return op(self, other)             # a graph tensor: rebind the name to the new result
@@ -294,6 +308,7 @@ class Tensor:
                 raise RuntimeError(f"{op_name}: the result type {value.dtype} can't be cast to the tensor's "
                                    f"dtype {self.dtype} in place (as in PyTorch); use the out-of-place op")
             self.array[...] = value
+            self._vc[0] += 1
             return self
         method.__name__ = op_name
         return method

@@ -97,6 +97,7 @@ def trunc_normal_(tensor, mean=0.0, std=1.0, a=-2.0, b=2.0, generator=None):
         fresh = values.ravel()[bad]
         bad = bad[(fresh < a) | (fresh > b)]
     tensor.array[...] = values.astype(dtype, copy=False)
+    tensor._vc[0] += 1                      # an in-place change (see autograd's version counters)
 
 
 @_deferrable
@@ -122,6 +123,7 @@ def eye_(tensor):
     xp = backend.xp_of(tensor.array)
     with backend.on_device(tensor.device):
         tensor.array[...] = xp.eye(*tensor.shape, dtype=tensor.dtype)
+    tensor._vc[0] += 1
 
 
 @_deferrable

@@ -99,6 +99,7 @@ def load_state_dict(module, sd, strict=True):
 
 def _copy(t, v):
     t.array[...] = backend.to_device(v.array, t.device, t.dtype)
+    t._vc[0] += 1                           # an in-place change (see autograd's version counters)
 
 
 def _plan_lazy(m, values, errors):

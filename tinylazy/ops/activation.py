@@ -26,6 +26,7 @@ class Gelu(Function):
     Both directions are tinylazy.cuda's `gelu_fwd` / `gelu_bwd` (a kernel on cuda, the reference on cpu), the
     same code as the epilogue of linear(..., activation="gelu"), so the fused and the unfused results are
     equal bit for bit. Saves x; backward recomputes Phi(x)."""
+    _saves = (("x", 0),)
     fresh_grads = True
     approximate = "none"
 
@@ -60,6 +61,7 @@ def gelu(input, approximate="none"):
 # --- softmax and log_softmax -----------------------------------------------------------------------
 class Softmax(Function):
     """y = exp(x - max) / sum(exp(x - max)) along `dim`;  dx = y * (g - sum(g * y)). Saves y."""
+    _saves = (("y", -1),)
     fresh_grads = True
 
     def forward(self, x, dim, dtype=None):
@@ -87,6 +89,7 @@ class Softmax(Function):
 
 class LogSoftmax(Function):
     """y = x - max - log(sum(exp(x - max))) along `dim`;  dx = g - exp(y) * sum(g). Saves y."""
+    _saves = (("y", -1),)
     fresh_grads = True
 
     def forward(self, x, dim, dtype=None):
@@ -155,6 +158,7 @@ class Dropout(Function):
     (seed, offset) pair from `RNG.next_offset` fixes it, so cpu and cuda drop the same elements under the
     same `tl.manual_seed`. On cuda the kernel regenerates the mask in backward from (seed, offset); on cpu,
     where generating it costs more than storing it, forward keeps the bool mask (one byte per element)."""
+    _saves = ()
     fresh_grads = True
 
     def forward(self, x, p):

@@ -193,6 +193,7 @@ class CrossEntropy(_ClassLoss):
     Closed-form gradient, the softmax p minus the smoothed one-hot, times the per-sample factor k_i:
         dx_ic = k_i [((1 - eps) w_i + (eps / C) v_i sum W) p_ic - (1 - eps) w_i [c == t_i] - (eps / C) v_i W_c].
     Saves p (computed in place over exp(z), the only (N, C) array forward allocates) and the targets."""
+    _saves = (("logits", 0), ("index", 1), ("target", 1), ("W", 2))
 
     def forward(self, x, target, weight, *, C, ignore_index, reduction, has_ignored, label_smoothing, kept=None):
         self.reduction, self.eps, self.in_shape, self.W = reduction, label_smoothing, x.shape, weight

@@ -16,6 +16,7 @@ from .shape import Reshape, dim_index
 # --- cat, stack -----------------------------------------------------------------------------------
 class Cat(Function):
     """y = the inputs joined along `axis`;  input i's gradient is its slice of the output gradient."""
+    _saves = ()
 
     def forward(self, *arrays, axis):
         self.axis, self.sizes = axis, [a.shape[axis] for a in arrays]
@@ -57,6 +58,7 @@ concat = concatenate = cat
 
 class Stack(Function):
     """y = the inputs stacked along a new dim `axis`;  input i's gradient is g[..., i, ...]."""
+    _saves = ()
 
     def forward(self, *arrays, axis):
         self.axis, self.n = axis, len(arrays)

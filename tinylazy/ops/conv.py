@@ -68,6 +68,7 @@ class Conv2d(Function):
     """y[n, o] = b[o] + sum_{c in o's group, i, j} W[o, c, i, j] * xpad[n, c, ho*sh + i*dh, wo*sw + j*dw].
 
     See the module docstring for the layout; `geom` = (stride, dilation, (top, bottom, left, right), groups)."""
+    _saves = (("w3", 1), ("bias", 2), ("output", -1))
     fresh_grads = True
     overwrites_grad = True                  # the activation's backward may mask g in place
 

@@ -22,6 +22,7 @@ def _shape(x):
 # --- arithmetic ------------------------------------------------------------------------------------
 class Add(Function):
     """z = a + b;  dz/da = dz/db = 1."""
+    _saves = ()
     def forward(self, a, b):
         self.shapes = (_shape(a), _shape(b))
         return a + b
@@ -34,6 +35,7 @@ class Add(Function):
 
 class Sub(Function):
     """z = a - b;  dz/da = 1, dz/db = -1."""
+    _saves = ()
     def forward(self, a, b):
         self.shapes = (_shape(a), _shape(b))
         return a - b
@@ -45,27 +47,33 @@ class Sub(Function):
 
 
 class Mul(Function):
-    """z = a * b;  dz/da = b, dz/db = a. Saves both inputs."""
+    """z = a * b;  dz/da = b, dz/db = a. Saves b when a needs a gradient, a when b does."""
+    _saves = (("a", 0), ("b", 1))
     fresh_grads = True
 
     def forward(self, a, b):
-        self.a, self.b = a, b
+        na, nb = self.needs_input_grad
+        self.shapes = (_shape(a), _shape(b))
+        self.a, self.b = (a if nb else None), (b if na else None)
         return a * b
 
     def backward(self, g):
         na, nb = self.needs_input_grad
-        return (unbroadcast(g * self.b, _shape(self.a)) if na else None,
-                unbroadcast(g * self.a, _shape(self.b)) if nb else None)
+        return (unbroadcast(g * self.b, self.shapes[0]) if na else None,
+                unbroadcast(g * self.a, self.shapes[1]) if nb else None)
 
 
 class Div(Function):
-    """z = a / b;  dz/da = 1/b, dz/db = -z/b. Saves b and the output."""
+    """z = a / b;  dz/da = 1/b, dz/db = -z/b. Saves b, and the output when b needs a gradient."""
+    _saves = (("b", 1), ("z", -1))
     fresh_grads = True
 
     def forward(self, a, b):
         self.a_shape, self.b = _shape(a), b
-        self.z = a / b
-        return self.z
+        z = a / b
+        if self.needs_input_grad[1]:
+            self.z = z
+        return z
 
     def backward(self, g):
         na, nb = self.needs_input_grad
@@ -75,27 +83,34 @@ class Div(Function):
 
 
 class Remainder(Function):
-    """z = a mod b (sign of b, like Python and PyTorch);  dz/da = 1, dz/db = -floor(a/b)."""
+    """z = a mod b (sign of b, like Python and PyTorch);  dz/da = 1, dz/db = -floor(a/b). Saves a and b
+    when b needs a gradient."""
+    _saves = (("a", 0), ("b", 1))
     def forward(self, a, b):
-        self.a, self.b = a, b
+        self.shapes = (_shape(a), _shape(b))
+        if self.needs_input_grad[1]:
+            self.a, self.b = a, b
         return _xp(a, b).remainder(a, b)
 
     def backward(self, g):
         na, nb = self.needs_input_grad
         gb = None
         if nb:
-            gb = unbroadcast(-g * xp_of(g).floor(self.a / self.b), _shape(self.b))
-        return (unbroadcast(g, _shape(self.a)) if na else None, gb)
+            gb = unbroadcast(-g * xp_of(g).floor(self.a / self.b), self.shapes[1])
+        return (unbroadcast(g, self.shapes[0]) if na else None, gb)
 
 
 class Pow(Function):
     """z = a ** b;  dz/da = b * a**(b-1), dz/db = z * log(a) (0 where a == 0 and b >= 0, as PyTorch)."""
+    _saves = (("a", 0), ("b", 1), ("z", -1))
     fresh_grads = True
 
     def forward(self, a, b):
         self.a, self.b = a, b
-        self.z = a ** b
-        return self.z
+        z = a ** b
+        if self.needs_input_grad[1]:        # dz/db needs the output
+            self.z = z
+        return z
 
     def backward(self, g):
         na, nb = self.needs_input_grad
@@ -116,6 +131,7 @@ class Pow(Function):
 
 class Neg(Function):
     """z = -a."""
+    _saves = ()
     fresh_grads = True
 
     def forward(self, a):
@@ -182,6 +198,7 @@ def _trunc_divide(a, b):
 def remainder(a, b):
     a, b = binary_operands(a, b, "remainder")
     _no_bools(a, "remainder")
+    check_integer_divisor(a, b, "remainder")
     return Remainder.apply(a, b)
 
 
@@ -190,6 +207,29 @@ def _no_bools(x, op):
     so it is bool only when both were (a bool with an int is an int)."""
     if _is_bool(x):
         raise TypeError(f"{op}: not defined for bool operands (both are bool); convert with .int() or .float()")
+
+
+def check_integer_divisor(a, b, op):
+    """Integer (or bool) a // 0 and a % 0 raise RuntimeError, as in PyTorch (NumPy would give 0 and a
+    warning); float division by zero gives inf or nan. Reads whether b has a zero (on cuda, that waits for
+    the device)."""
+    if not (_is_integer(a) and _is_integer(b)):
+        return
+    if isinstance(b, Tensor):
+        if b.is_meta or not bool((b.array == 0).any()):
+            return
+    elif b != 0:
+        return
+    raise RuntimeError(f"{op}: ZeroDivisionError: integer division by zero (the divisor has a zero; a: "
+                       f"{_describe(a)}, b: {_describe(b)})")
+
+
+def _is_integer(x):
+    return x.dtype.kind in "iub" if isinstance(x, Tensor) else isinstance(x, (int, bool))
+
+
+def _describe(x):
+    return f"{x.dtype} tensor of shape {x.shape}" if isinstance(x, Tensor) else repr(x)
 
 
 def pow(a, b):
@@ -235,6 +275,7 @@ subtract, multiply, negative = sub, mul, neg
 # --- clamp, maximum, minimum, where ----------------------------------------------------------------
 class Clamp(Function):
     """y = min(max(x, lo), hi);  dy/dx = 1 where lo <= x <= hi, else 0."""
+    _saves = (("x", 0),)
     fresh_grads = True
 
     def forward(self, x, lo, hi):
@@ -270,6 +311,7 @@ clip = clamp
 
 class Maximum(Function):
     """z = max(a, b) elementwise; the gradient goes to the larger input, split in half on ties (PyTorch)."""
+    _saves = (("a", 0), ("b", 1))
     fresh_grads = True
     pick = staticmethod(lambda a, b: _xp(a, b).maximum(a, b))
 
@@ -310,6 +352,7 @@ def minimum(a, b):
 
 class Where(Function):
     """z = x where cond else y;  the gradient flows to x where cond holds and to y elsewhere."""
+    _saves = (("cond", 0),)
     fresh_grads = True
 
     def forward(self, cond, x, y):
@@ -374,9 +417,11 @@ _floor_divide = _no_grad_op("floor_divide", "floor_divide", True)
 
 
 def floor_divide(a, b):
-    """floor(a / b) in the operands' result dtype (integers stay integers; not defined for two bools)."""
+    """floor(a / b) in the operands' result dtype (integers stay integers; not defined for two bools);
+    integer division by zero raises, as in PyTorch. No gradient."""
     a, b = binary_operands(a, b, "floor_divide")
     _no_bools(a, "floor_divide")
+    check_integer_divisor(a, b, "floor_divide")
     return _floor_divide(a, b)
 
 

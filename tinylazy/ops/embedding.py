@@ -28,6 +28,7 @@ def _scatter_add(xp, target, index, values):
 class Embedding(Function):
     """out = weight[idx] (shape idx.shape + (D,)). d weight = scatter-add of g's rows into the rows idx picked;
     scale_grad_by_freq divides each row's gradient by how often its index occurs in idx. Saves idx."""
+    _saves = (("idx", 1),)
     fresh_grads = True
 
     def forward(self, weight, idx, padding_idx, scale_grad_by_freq):
@@ -103,4 +104,5 @@ def embedding(input, weight, padding_idx=None, max_norm=None, norm_type=2.0, sca
         _check_indices(op, xd, n, wd.shape)
     if max_norm is not None and not is_meta(wd):
         _renorm_(wd, xd, float(max_norm), norm_type)
+        w._vc[0] += 1                         # the weight changed in place (see autograd's version counters)
     return Embedding.apply(w, idx, padding_idx=padding_idx, scale_grad_by_freq=bool(scale_grad_by_freq))

@@ -99,7 +99,9 @@ def _on_device_of(i, data):
 class BasicIndex(Function):
     """y = x[index] for a basic index (ints, slices, None, Ellipsis): a view. Backward writes the
     gradient into zeros of x's shape at the same place (basic indices never repeat an element)."""
+    _saves = ()
     fresh_grads = True
+    _view = True                        # a view shares x's version counter
 
     def forward(self, x, index):
         self.shape, self.index = x.shape, index
@@ -171,6 +173,7 @@ def setitem(x, index, value):
     else:
         v = value
     _write(x.array, idx, split, v)
+    x._vc[0] += 1                            # an in-place change: backward checks saved tensors' versions
 
 
 def _write(data, idx, split, v):
@@ -202,6 +205,18 @@ def _on_device_of_value(v, data):
 
 
 # --- gather, index_select, masked_fill, nonzero ---------------------------------------------------
+def check_index_range(index, size, op, dim, shape):
+    """Raise IndexError unless every entry of the integer array `index` lies in [0, size): gather and
+    index_select take no negative indices, as in PyTorch (NumPy would wrap them around). Reads the smallest
+    and the largest entry (on cuda, that waits for the device)."""
+    if is_meta(index) or index.size == 0:
+        return
+    lo, hi = int(index.min()), int(index.max())
+    if lo < 0 or hi >= size:
+        raise IndexError(f"{op}: index {lo if lo < 0 else hi} is out of range for dim {dim} of size {size} "
+                         f"(input of shape {tuple(shape)}); valid indices are 0..{size - 1}")
+
+
 class Gather(Function):
     """y[i][j][k] = x[index[i][j][k]][j][k] (for dim 0; likewise for others). index may be smaller
     than x in the other dims. Backward scatter-adds the gradient into zeros of x's shape. Saves index."""
@@ -238,6 +253,7 @@ def gather(x, dim=None, index=None, *, axis=None):
     if index.ndim != x.ndim or any(m > n for k, (m, n) in enumerate(zip(index.shape, x.shape)) if k != d):
         raise ShapeError(f"gather: index of shape {tuple(index.shape)} does not fit input of shape {tuple(x.shape)} along "
                          f"dim {d} (same number of dims, and no larger than the input except in dim {d})")
+    check_index_range(index.array, x.shape[d] if x.ndim else 1, "gather", d, x.shape)
     return Gather.apply(x, d, _on_device_of(index.array, x.array))
 
 
@@ -250,6 +266,7 @@ def index_select(x, dim=None, index=None, *, axis=None):
         raise TypeError(f"index_select: index must be a 1-d integer tensor, got shape {tuple(index.shape)} "
                         f"and dtype {index.dtype}")
     d = dim_index(dim, x.ndim, "index_select")
+    check_index_range(index.array, x.shape[d] if x.ndim else 1, "index_select", d, x.shape)
     raw = _on_device_of(index.array.reshape(-1), x.array)
     if not x.ndim:
         return getitem(x.reshape(1), raw).reshape(())
@@ -262,6 +279,7 @@ def index_select(x, dim=None, index=None, *, axis=None):
 class MaskedFill(Function):
     """y = value where mask else x (x's dtype);  dy/dx = 0 where mask, 1 elsewhere; a tensor value gets
     the sum of the gradient where mask holds. Saves the mask."""
+    _saves = (("mask", 1),)
     fresh_grads = True
 
     def forward(self, x, mask, value):

@@ -23,35 +23,40 @@ def _mT(a):
 
 
 class MatMul(Function):
-    """C = A @ B (NumPy's matmul: batched, broadcasting, 1-d operands promoted). Saves A and B.
-    Both gradients are new products, so the engine may keep them without a copy."""
+    """C = A @ B (NumPy's matmul: batched, broadcasting, 1-d operands promoted). Saves B when A needs a
+    gradient and A when B does. Both gradients are new products, so the engine may keep them without a copy."""
+    _saves = (("a", 0), ("b", 1))
     fresh_grads = True
 
     def forward(self, a, b):
-        self.a, self.b = a, b
+        na, nb = self.needs_input_grad
+        self.shapes = (a.shape, b.shape)
+        self.a, self.b = (a if nb else None), (b if na else None)
         return a @ b
 
     def backward(self, g):
         a, b = self.a, self.b
+        sa, sb = self.shapes
         na, nb = self.needs_input_grad
-        if a.ndim == 2 and b.ndim == 2:                               # the common case first
+        if len(sa) == 2 and len(sb) == 2:                               # the common case first
             return (g @ b.T if na else None), (a.T @ g if nb else None)
-        a2 = a.reshape((1,) + a.shape) if a.ndim == 1 else a           # row vector
-        b2 = b.reshape(b.shape + (1,)) if b.ndim == 1 else b           # column vector
-        if a.ndim == 1:
-            g = g.reshape(g.shape[:-1] + (1,) + g.shape[-1:]) if b.ndim > 1 else g.reshape(1, 1)
-        if b.ndim == 1:
-            g = g.reshape(g.shape + (1,)) if a.ndim > 1 else g
+        sa2 = (1,) + sa if len(sa) == 1 else sa                         # a as a row vector
+        sb2 = sb + (1,) if len(sb) == 1 else sb                         # b as a column vector
+        if len(sa) == 1:
+            g = g.reshape(g.shape[:-1] + (1,) + g.shape[-1:]) if len(sb) > 1 else g.reshape(1, 1)
+        if len(sb) == 1:
+            g = g.reshape(g.shape + (1,)) if len(sa) > 1 else g
         ga = gb = None
         if na:
-            ga = unbroadcast(g @ _mT(b2), a2.shape).reshape(a.shape)
+            ga = unbroadcast(g @ _mT(b.reshape(sb2)), sa2).reshape(sa)
         if nb:
-            if b2.ndim == 2 and a2.ndim > 2:                           # batched @ matrix: one product
-                rows, k, m = math.prod(a2.shape[:-1]), a2.shape[-1], g.shape[-1]
+            a2 = a.reshape(sa2)
+            if len(sb2) == 2 and len(sa2) > 2:                          # batched @ matrix: one product
+                rows, k, m = math.prod(sa2[:-1]), sa2[-1], g.shape[-1]
                 gb = a2.reshape(rows, k).T @ g.reshape(rows, m)
             else:
-                gb = unbroadcast(_mT(a2) @ g, b2.shape)
-            gb = gb.reshape(b.shape)
+                gb = unbroadcast(_mT(a2) @ g, sb2)
+            gb = gb.reshape(sb)
         return ga, gb
 
 

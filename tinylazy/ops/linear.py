@@ -23,12 +23,16 @@ from .elementwise import as_tensor_operand
 def activation_epilogue(ctx, product, bias, activation, axis):
     """act(product + bias) for a fresh `product` it may write over (Linear's and Conv2d's fused epilogue,
     tinylazy.cuda.bias_act_fwd), the bias along `axis`; keeps on ctx what backward needs: ctx.saved (the
-    output, or for the gelus the product) and ctx.bias."""
+    output, or for the gelus the product), ctx.has_bias, ctx.bias (the bias where backward needs its values,
+    i.e. for the gelus; else None, so that changing the bias in place after forward is no error), and
+    ctx.output (the output when it is what backward reads, else None: for the version check)."""
     if bias is None:
         out = cuda.act_fwd(product, activation, overwrite_x=True)
     else:
         out = cuda.bias_act_fwd(product, bias, activation, axis=axis, overwrite_x=True)
-    ctx.saved, ctx.bias = (out if cuda.act_saves_output(activation) else product), bias
+    saves_output = cuda.act_saves_output(activation)
+    ctx.saved, ctx.has_bias = (out if saves_output else product), bias is not None
+    ctx.bias, ctx.output = (None, out) if saves_output else (bias, None)
     return out
 
 
@@ -40,6 +44,7 @@ class Linear(Function):
     dx = g2 @ W,  dW = g2.T @ x2,  db = g2 summed over M. Saves x2 (only when W needs a gradient), W
     (only when x needs one), and for act the array its backward needs (the output, or for the gelus the
     product before the bias)."""
+    _saves = (("x2", 0), ("weight", 1), ("bias", 2), ("output", -1))
     fresh_grads = True                      # every gradient below is a new array (or a view of one)
     overwrites_grad = True                  # the activation's backward may mask g in place
 
@@ -75,7 +80,7 @@ class Linear(Function):
         g2 = g.reshape(self.m, g.shape[-1]) if g.ndim != 2 else g
         gb = None
         if self.act is not None:            # back through the activation (and the bias, in the same pass)
-            if self.bias is None:
+            if not self.has_bias:
                 g2 = cuda.act_bwd(g2, self.saved, self.act, overwrite_grad=self.grad_owned)
             else:
                 g2, gb = cuda.bias_act_bwd(g2, self.saved, self.act, b=self.bias, overwrite_grad=self.grad_owned)

@@ -38,6 +38,7 @@ class BatchNorm(Function):
     training: batch statistics, and running_mean/running_var (when given) updated in place:
         running = (1 - momentum) * running + momentum * batch_stat  (the unbiased variance, as PyTorch).
     eval: the running statistics. Saves xhat and weight * invstd (per channel)."""
+    _saves = ()
     fresh_grads = True
 
     def forward(self, x, weight, bias, running_mean, running_var, training, momentum, eps):
@@ -123,22 +124,33 @@ def batch_norm(input, running_mean, running_var, weight=None, bias=None, trainin
     weight, bias, running_mean, running_var = args
     if not training and (running_mean is None or running_var is None):
         raise ValueError(f"{op}: running_mean and running_var are required in eval mode (training=False)")
-    if training and not is_meta(xd) and xd.size // max(c, 1) <= 1:
-        raise ValueError(f"{op}: expected more than 1 value per channel when training, got input of shape "
-                         f"{tuple(xd.shape)}")
+    if training:
+        check_training_batch(xd)
     for name, t in (("running_mean", running_mean), ("running_var", running_var)):
         if training and t is not None and t.requires_grad:
             raise RuntimeError(f"{op}: {name} requires grad, but training updates it in place; pass a buffer")
+    # (the running statistics are updated in place without a new version, as in PyTorch: no node saves them)
     return BatchNorm.apply(x, weight, bias,
                            None if running_mean is None else running_mean.array,
                            None if running_var is None else running_var.array,
                            training=bool(training), momentum=float(momentum), eps=float(eps))
 
 
+def check_training_batch(x, op="batch_norm"):
+    """Raise unless the input x (N, C, ...) has more than one value per channel: training normalizes with
+    the batch's own statistics, which a single value cannot give. Modules call it before they change any
+    state (num_batches_tracked, the running statistics)."""
+    xd = x.array if isinstance(x, Tensor) else x
+    if xd.ndim >= 2 and not is_meta(xd) and xd.size // max(xd.shape[1], 1) <= 1:
+        raise ValueError(f"{op}: expected more than 1 value per channel when training, got input of shape "
+                         f"{tuple(xd.shape)}")
+
+
 # --- layer norm ------------------------------------------------------------------------------------
 class LayerNorm(Function):
     """Normalization of each sample over its last k axes (the normalized_shape); weight and bias have that
     shape (see the module docstring). Saves xhat, invstd (one per normalized group) and weight."""
+    _saves = (("weight", 1),)
     fresh_grads = True
 
     def forward(self, x, weight, bias, k, eps):

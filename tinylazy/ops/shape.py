@@ -82,6 +82,8 @@ def _tensor(x, op):
 # --- reshape, view, flatten, (un)squeeze ------------------------------------------------------------
 class Reshape(Function):
     """y = x with a new shape (a view when the memory layout allows);  the gradient is reshaped back."""
+    _saves = ()
+    _view = True                        # a view shares x's version counter
 
     def forward(self, x, shape):
         self.shape = x.shape
@@ -96,8 +98,17 @@ class Reshape(Function):
 
 
 def reshape(x, *shape):
-    """`x.reshape(2, 3)`, `x.reshape((2, -1))`: one size may be -1 (inferred)."""
-    return Reshape.apply(_tensor(x, "reshape"), _sizes_fast(shape))
+    """`x.reshape(2, 3)`, `x.reshape((2, -1))`: one size may be -1 (inferred); other negative sizes raise."""
+    x, shape = _tensor(x, "reshape"), _sizes_fast(shape)
+    if shape and min(shape) < -1:             # NumPy would take any negative size for -1
+        _negative_size(x, shape)
+    return Reshape.apply(x, shape)
+
+
+def _negative_size(x, shape):
+    bad = next(i for i, s in enumerate(shape) if s < -1)
+    raise ShapeError(f"reshape: invalid size {shape[bad]} at position {bad} of shape {tuple(shape)} for a tensor "
+                     f"of shape {x.shape}: sizes must be non-negative, or -1 for the one size to infer")
 
 
 view = reshape
@@ -154,6 +165,8 @@ def squeeze(x, dim=None, *, axis=None):
 # --- permute, transpose ---------------------------------------------------------------------------
 class Permute(Function):
     """y = x with its dims reordered (a view);  the gradient is permuted back by the inverse order."""
+    _saves = ()
+    _view = True                        # a view shares x's version counter
 
     def forward(self, x, dims):
         self.dims = dims
@@ -223,6 +236,8 @@ moveaxis = movedim
 # --- expand, repeat -------------------------------------------------------------------------------
 class Expand(Function):
     """y = x broadcast to a larger shape (a read-only view, no copy);  the gradient is summed back."""
+    _saves = ()
+    _view = True                        # a view shares x's version counter
 
     def forward(self, x, shape):
         self.shape = x.shape
@@ -262,6 +277,7 @@ def expand_as(x, other):
 class Repeat(Function):
     """y = x tiled reps[i] times along dim i (x first gets leading size-1 dims if reps is longer);
     the gradient sums the tiles: g reshaped to (r0, s0, r1, s1, ...) and summed over the r's."""
+    _saves = ()
     fresh_grads = True
 
     def forward(self, x, reps):
@@ -290,6 +306,7 @@ def repeat(x, *sizes):
 # --- contiguous, flip, tril/triu ------------------------------------------------------------------
 class Contiguous(Function):
     """y = a C-contiguous copy of x;  dy/dx = 1."""
+    _saves = ()
 
     def forward(self, x):
         return xp_of(x).ascontiguousarray(x)
@@ -308,6 +325,8 @@ def contiguous(x, memory_format=None):
 
 class Flip(Function):
     """y = x reversed along `axes` (a view);  the gradient is flipped back."""
+    _saves = ()
+    _view = True                        # a view shares x's version counter
 
     def forward(self, x, axes):
         self.axes = axes
@@ -329,6 +348,7 @@ def flip(x, *dims):
 class _Triangle(Function):
     """y = x with the elements above (tril) or below (triu) diagonal k zeroed, over the last two dims;
     the gradient is masked the same way."""
+    _saves = ()
     fresh_grads = True
     func = None
 

@@ -13,6 +13,7 @@ from .elementwise import as_tensor_operand, float_input, mul
 
 class Exp(Function):
     """y = exp(x);  dy/dx = y. Saves the output."""
+    _saves = (("y", -1),)
     fresh_grads = True
 
     def forward(self, x):
@@ -25,6 +26,7 @@ class Exp(Function):
 
 class Log(Function):
     """y = log(x);  dy/dx = 1/x."""
+    _saves = (("x", 0),)
     fresh_grads = True
 
     def forward(self, x):
@@ -37,6 +39,7 @@ class Log(Function):
 
 class Log1p(Function):
     """y = log(1 + x);  dy/dx = 1/(1 + x)."""
+    _saves = (("x", 0),)
     fresh_grads = True
 
     def forward(self, x):
@@ -49,6 +52,7 @@ class Log1p(Function):
 
 class Sqrt(Function):
     """y = sqrt(x);  dy/dx = 1/(2y). Saves the output."""
+    _saves = (("y", -1),)
     fresh_grads = True
 
     def forward(self, x):
@@ -61,6 +65,7 @@ class Sqrt(Function):
 
 class Rsqrt(Function):
     """y = 1/sqrt(x);  dy/dx = -y**3 / 2. Saves the output."""
+    _saves = (("y", -1),)
     fresh_grads = True
 
     def forward(self, x):
@@ -73,6 +78,7 @@ class Rsqrt(Function):
 
 class Sin(Function):
     """y = sin(x);  dy/dx = cos(x)."""
+    _saves = (("x", 0),)
     fresh_grads = True
 
     def forward(self, x):
@@ -85,6 +91,7 @@ class Sin(Function):
 
 class Cos(Function):
     """y = cos(x);  dy/dx = -sin(x)."""
+    _saves = (("x", 0),)
     fresh_grads = True
 
     def forward(self, x):
@@ -97,6 +104,7 @@ class Cos(Function):
 
 class Abs(Function):
     """y = |x|;  dy/dx = sign(x) (0 at 0, as PyTorch)."""
+    _saves = (("x", 0),)
     fresh_grads = True
 
     def forward(self, x):
@@ -109,6 +117,7 @@ class Abs(Function):
 
 class Tanh(Function):
     """y = tanh(x);  dy/dx = 1 - y**2. Saves the output. (On cuda: a custom kernel, see kernels/elementwise.cu.)"""
+    _saves = (("y", -1),)
     fresh_grads = True
 
     def forward(self, x):
@@ -122,6 +131,7 @@ class Tanh(Function):
 class Sigmoid(Function):
     """y = 1 / (1 + exp(-x)), computed from exp(-|x|) so it never overflows;  dy/dx = y (1 - y).
     (On cuda: a custom kernel.)"""
+    _saves = (("y", -1),)
     fresh_grads = True
 
     def forward(self, x):
@@ -135,6 +145,7 @@ class Sigmoid(Function):
 class Relu(Function):
     """y = max(x, 0);  dy/dx = 1 where x > 0, else 0. Saves the output. (On cuda: a custom kernel.)
     Backward masks the incoming gradient in place when the engine says it holds it alone."""
+    _saves = (("y", -1),)
     fresh_grads = True
     overwrites_grad = True
 
@@ -175,6 +186,7 @@ def square(x):
 # --- copies and conversions ----------------------------------------------------------------------
 class Clone(Function):
     """y = a copy of x;  dy/dx = 1."""
+    _saves = ()
     def forward(self, x):
         return x.copy()
 
@@ -184,6 +196,7 @@ class Clone(Function):
 
 class Cast(Function):
     """y = x as another dtype; the gradient is cast back to x's dtype."""
+    _saves = ()
     fresh_grads = True
 
     def forward(self, x, dtype):
@@ -196,6 +209,7 @@ class Cast(Function):
 
 class ToDevice(Function):
     """y = x copied to another device; the gradient is copied back."""
+    _saves = ()
     fresh_grads = True
 
     def forward(self, x, dev):

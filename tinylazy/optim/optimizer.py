@@ -66,6 +66,17 @@ class _Plan:
         return True
 
 
+def _new_versions(plan):
+    """Count the step as an in-place change of every parameter it updated (autograd's version counters, as
+    PyTorch's optimizers do): a graph recorded before the step and kept with retain_graph=True then refuses
+    to backward through the parameters' old values instead of silently using the new ones."""
+    for bucket in plan.buckets:
+        for p in bucket.params:
+            p._vc[0] += 1
+    for p, _ in plan.rest:
+        p._vc[0] += 1
+
+
 class Optimizer:
     """Base class. `params`: an iterable of tensors, or of dicts (parameter groups) each with a ``"params"``
     entry and optional per-group hyperparameters that override `defaults`."""
@@ -154,6 +165,7 @@ class Optimizer:
                 self._step_bucket(group, bucket)
             if plan.rest:
                 self._step_each(group, plan)
+            _new_versions(plan)
         return loss
 
     def _plan(self, gi, group):

@@ -33,6 +33,7 @@ class Embedding(Module):
         init.normal_(self.weight)
         if self.padding_idx is not None:
             self.weight.array[self.padding_idx] = 0
+            self.weight._vc[0] += 1
 
     def forward(self, input):
         return F.embedding(input, self.weight, self.padding_idx)

@@ -70,13 +70,16 @@ class _BatchNorm(Module):
 
     def forward(self, input):
         factor = 0.0 if self.momentum is None else self.momentum
-        if self.training and self.track_running_stats and not self.num_batches_tracked.is_meta:
-            self.num_batches_tracked.array += 1
-            if self.momentum is None:
-                factor = 1.0 / float(self.num_batches_tracked.array)
+        track = self.training and self.track_running_stats and not self.num_batches_tracked.is_meta
+        if track and self.momentum is None:           # the cumulative average, this batch included
+            factor = 1.0 / float(self.num_batches_tracked.array + 1)
         use_batch_stats = self.training or self.running_mean is None
-        return F.batch_norm(input, self.running_mean, self.running_var, self.weight, self.bias,
-                            use_batch_stats, factor, self.eps)
+        out = F.batch_norm(input, self.running_mean, self.running_var, self.weight, self.bias,
+                           use_batch_stats, factor, self.eps)
+        if track:                   # counted only once batch_norm accepted the input: a bad batch changes nothing
+            self.num_batches_tracked.array += 1
+            self.num_batches_tracked._vc[0] += 1
+        return out
 
     def extra_repr(self):
         return (f"{self.num_features}, eps={self.eps}, momentum={self.momentum}, affine={self.affine}, "
