@@ -1,4 +1,4 @@
-"""Tests of the CUDA hot path: kernels/*.cu, tinylazy/cuda.py (references + dispatch), tinylazy/_kernels.py.
+"""Tests of the CUDA hot path: kernels/*.cu, the references (ops/epilogue.py, ...), tinylazy/fast (dispatch, launches).
 
 (a) every .cu file compiles with nvcc for sm_90, and with NVRTC (as CuPy compiles it) where libnvrtc exists;
 (b) every reference function equals PyTorch on the CPU (float32 and float64, empty, tiny, odd shapes);
@@ -19,7 +19,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from tinylazy import _kernels, _xpmath, backend
+from tinylazy import _xpmath, backend
+from tinylazy.fast import kernels as _kernels
 from tinylazy import cuda as tlcuda
 
 _spec = importlib.util.spec_from_file_location("kernel_emulator", Path(__file__).with_name("kernel_emulator.py"))
@@ -48,7 +49,7 @@ def torch():
 
 
 def expected_kernels(file):
-    """Every kernel name that tinylazy/_kernels.py may launch from `file`."""
+    """Every kernel name that tinylazy/fast/kernels.py may launch from `file`."""
     names = set()
     for s in ("f32", "f64"):
         if file == "elementwise.cu":
@@ -68,6 +69,13 @@ def expected_kernels(file):
 
 
 # =============================== (a) compilation =========================================================
+@pytest.mark.parametrize("file", CU_FILES)
+def test_entry_point_table_names_every_kernel_once(file):
+    """fast/kernels.py spells out every extern "C" name it launches (greppable), each found in its file."""
+    assert _kernels.ENTRY_POINTS[file] == expected_kernels(file)
+    assert all(_kernels.FILE_OF[name] == file for name in expected_kernels(file))
+
+
 @cpu_only
 @pytest.mark.parametrize("file", CU_FILES)
 def test_cu_compiles_with_nvcc(file, tmp_path):
