@@ -61,8 +61,9 @@ def check_errors():
 
 
 # =============================== the raw-array functions, where they live now ==========================
-from .ops.epilogue import (ACTIVATIONS, act_saves_output, act_fwd, act_bwd, bias_act_fwd, bias_act_bwd,  # noqa: E402,F401
-                           relu_fwd, relu_bwd, gelu_fwd, gelu_bwd, sigmoid_fwd, sigmoid_bwd, tanh_fwd, tanh_bwd)
+from .ops.epilogue import (ACTIVATIONS, act_saves_output, act_fwd, act_bwd, bias_act_fwd,  # noqa: E402,F401
+                           bias_act_bwd, relu_fwd, relu_bwd, gelu_fwd, gelu_bwd, sigmoid_fwd, sigmoid_bwd,
+                           tanh_fwd, tanh_bwd)
 from .ops.class_loss import softmax_xent_fwd, softmax_xent_bwd  # noqa: E402,F401
 from .ops.activation import dropout_mask, dropout_fwd, dropout_bwd  # noqa: E402,F401
 from ._update import sgd_step, adam_step  # noqa: E402,F401

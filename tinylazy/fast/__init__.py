@@ -113,7 +113,8 @@ def softmax_xent_bwd(reference, grad_rows, logits, target, stats, label_smoothin
 
 # ---- dropout (kernels/dropout.cu) --------------------------------------------------------------------------
 def dropout_mask(reference, shape, seed, offset, threshold, xp):
-    """The keep mask on xp's device: the kernel dropout_mask on cuda, else reference(shape, seed, offset, threshold, xp)."""
+    """The keep mask on xp's device: the kernel dropout_mask on cuda, else
+    reference(shape, seed, offset, threshold, xp)."""
     if xp is not np and enabled():
         return kernels.dropout_mask(tuple(shape), seed, offset, threshold)
     return reference(shape, seed, offset, threshold, xp)

@@ -93,7 +93,8 @@ def kernel_dir():
     for folder in (package / "kernels", package.parent / "kernels"):
         if (folder / "common.cuh").is_file():
             return folder
-    raise FileNotFoundError(f"tinylazy: no CUDA kernel sources in {package / 'kernels'} or {package.parent / 'kernels'}")
+    raise FileNotFoundError(f"tinylazy: no CUDA kernel sources in {package / 'kernels'} "
+                            f"or {package.parent / 'kernels'}")
 
 
 def source(file):
@@ -253,7 +254,8 @@ def dropout(x, seed, offset, threshold, scale):
 def dropout_mask(shape, seed, offset, threshold):
     cp = backend.cupy_module()
     mask = cp.empty(shape, dtype=cp.bool_)
-    _launch_1d(DROPOUT_MASK, -(-mask.size // 4), mask.device, (mask, mask.size, _i64(seed), _i64(offset), int(threshold)))
+    _launch_1d(DROPOUT_MASK, -(-mask.size // 4), mask.device,
+               (mask, mask.size, _i64(seed), _i64(offset), int(threshold)))
     return mask
 
 

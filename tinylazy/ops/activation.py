@@ -202,8 +202,9 @@ def dropout_fwd(x, p, seed, offset):
     threshold, scale = _dropout_constants(p)
 
     def plain(x):
-        keep = dropout_mask(x.shape, p, seed, offset, xp_of(x))
-        return xp_of(x).where(keep, x * x.dtype.type(scale), x.dtype.type(0))
+        xp = xp_of(x)
+        keep = dropout_mask(x.shape, p, seed, offset, xp)
+        return xp.where(keep, x * x.dtype.type(scale), x.dtype.type(0))
     return fast.dropout(plain, x, seed, offset, threshold, scale)
 
 

@@ -92,7 +92,8 @@ def bias_act_fwd(x, b, act="identity", axis=-1, overwrite_x=False):
     axis = _bias_axis(x, b, axis)
 
     def plain(x, b):
-        z = xp_of(x).add(x, _bias_view(b, x.ndim, axis), out=x if overwrite_x and f.saves_output else None)
+        xp = xp_of(x)
+        z = xp.add(x, _bias_view(b, x.ndim, axis), out=x if overwrite_x and f.saves_output else None)
         return f.formula(z, out=z)              # z is a fresh array (or x, given up): write over it
     return fast.bias_act_fwd(act, plain, x, b, axis)
 
@@ -153,6 +154,3 @@ def tanh_fwd(x):
 def tanh_bwd(grad, y):
     return act_bwd(grad, y, "tanh")
 
-
-METHODS = ()
-__all__ = ()

@@ -115,7 +115,8 @@ class Tanh(Function):
 
     @staticmethod
     def formula(x, out=None):                   # out: None, or x when it may be written over
-        return xp_of(x).tanh(x, out=out)
+        xp = xp_of(x)
+        return xp.tanh(x, out=out)
 
     @staticmethod
     def derivative(g, y, out=None):             # g * dy/dx, from the output y
@@ -162,7 +163,8 @@ class Relu(Function):
 
     @staticmethod
     def formula(x, out=None):
-        return xp_of(x).maximum(x, 0, out=out)
+        xp = xp_of(x)
+        return xp.maximum(x, 0, out=out)
 
     @staticmethod
     def derivative(g, y, out=None):
