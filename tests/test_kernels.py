@@ -91,6 +91,25 @@ def test_cu_compiles_with_nvcc(file, tmp_path):
     assert entries == expected_kernels(file)
 
 
+def test_the_seam_imports_one_way():
+    """ops hand their formulas to tinylazy.fast and never import its kernels module; fast imports no op."""
+    import ast
+    package = Path(__file__).resolve().parents[1] / "tinylazy"
+
+    def imported(path):
+        names = set()
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ImportFrom):
+                names |= {f"{node.module or ''}.{a.name}".strip(".") for a in node.names} | {node.module or ""}
+            elif isinstance(node, ast.Import):
+                names |= {a.name for a in node.names}
+        return names
+    for path in sorted((package / "ops").glob("*.py")):
+        assert not any("kernels" in name for name in imported(path)), path.name
+    for path in sorted((package / "fast").glob("*.py")):
+        assert not any(name.split(".")[0] in ("ops", "nn", "optim") for name in imported(path)), path.name
+
+
 def _find_nvrtc():
     import ctypes.util
     import glob
