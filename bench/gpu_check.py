@@ -112,14 +112,14 @@ def environment(ctx):
 
 
 def cold_start(ctx):
-    from tinylazy import _kernels
+    from tinylazy.fast import kernels as _kernels
     first = {"elementwise.cu": "relu_fwd_f32", "softmax_xent.cu": "softmax_xent_fwd_f32", "optim.cu": "adam_f32",
              "dropout.cu": "dropout_f32"}
     rows = []
     for file, name in first.items():
         fresh = file not in _kernels._MODULES
         t0 = time.perf_counter()
-        _kernels._function(file, name)                       # compile (or load from CuPy's disk cache) + load
+        _kernels._function(name)                             # compile (or load from CuPy's disk cache) + load
         rows.append({"file": file, "first_use_s": round(time.perf_counter() - t0, 3), "fresh_in_process": fresh})
     return {"rows": rows, "notes": {"meaning": "host seconds for the first kernel of each file; the test run before "
                                                "this usually filled CuPy's disk cache, so these are cache loads"}}
@@ -227,10 +227,10 @@ def kernels(ctx):
 
 def host(ctx):
     from cupyx.profiler import benchmark
-    from tinylazy import _kernels
+    from tinylazy.fast import kernels as _kernels
     from tinylazy import cuda as tlcuda
     cp, torch = ctx.cp, ctx.torch
-    raw = _kernels._function("elementwise.cu", "relu_fwd_f32")
+    raw = _kernels._function("relu_fwd_f32")
     rows = []
     for n in (1, 4096, 1 << 16):
         x, y = cp.ones(n, dtype=cp.float32), cp.empty(n, dtype=cp.float32)
@@ -249,7 +249,7 @@ def host(ctx):
 
 def optimizer(ctx):
     from cupyx.profiler import benchmark
-    from tinylazy import _kernels
+    from tinylazy.fast import kernels as _kernels
     from tinylazy import cuda as tlcuda
     cp, torch = ctx.cp, ctx.torch
     models = {"MLP 784-1024-1024-10": [(1024, 784), (1024,), (1024, 1024), (1024,), (10, 1024), (10,)],

@@ -169,7 +169,8 @@ def test_every_cupy_call_of_an_emulated_cuda_step_exists_in_cupy(monkeypatch):
         pytest.skip("kernel emulator: g++ is not installed")
     import tinylazy as tl
     import tinylazy.nn.functional as F
-    from tinylazy import _devcheck, _kernels, backend, nn, optim
+    from tinylazy import _devcheck, backend, nn, optim
+    from tinylazy.fast import kernels as _kernels
     monkeypatch.setattr(backend, "_cupy", emulator.FakeCupy())
     for cache in ("_MODULES", "_FUNCTIONS", "_SM_COUNT", "_TABLES"):
         monkeypatch.setattr(_kernels, cache, {})

@@ -20,7 +20,8 @@ import pytest
 
 import tinylazy as tl
 import tinylazy.nn.functional as F
-from tinylazy import _devcheck, _kernels, backend, nn, optim
+from tinylazy import _devcheck, backend, nn, optim
+from tinylazy.fast import kernels as _kernels
 from tinylazy.utils.data import DataLoader, TensorDataset
 
 _spec = importlib.util.spec_from_file_location("kernel_emulator", Path(__file__).with_name("kernel_emulator.py"))

@@ -1,4 +1,4 @@
-"""Tests of the CUDA hot path: kernels/*.cu, tinylazy/cuda.py (references + dispatch), tinylazy/_kernels.py.
+"""Tests of the CUDA hot path: kernels/*.cu, the references (ops/epilogue.py, ...), tinylazy/fast (dispatch, launches).
 
 (a) every .cu file compiles with nvcc for sm_90, and with NVRTC (as CuPy compiles it) where libnvrtc exists;
 (b) every reference function equals PyTorch on the CPU (float32 and float64, empty, tiny, odd shapes);
@@ -19,7 +19,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from tinylazy import _kernels, _xpmath, backend
+from tinylazy import _xpmath, backend
+from tinylazy.fast import kernels as _kernels
 from tinylazy import cuda as tlcuda
 
 _spec = importlib.util.spec_from_file_location("kernel_emulator", Path(__file__).with_name("kernel_emulator.py"))
@@ -48,7 +49,7 @@ def torch():
 
 
 def expected_kernels(file):
-    """Every kernel name that tinylazy/_kernels.py may launch from `file`."""
+    """Every kernel name that tinylazy/fast/kernels.py may launch from `file`."""
     names = set()
     for s in ("f32", "f64"):
         if file == "elementwise.cu":
@@ -68,6 +69,13 @@ def expected_kernels(file):
 
 
 # =============================== (a) compilation =========================================================
+@pytest.mark.parametrize("file", CU_FILES)
+def test_entry_point_table_names_every_kernel_once(file):
+    """fast/kernels.py spells out every extern "C" name it launches (greppable), each found in its file."""
+    assert _kernels.ENTRY_POINTS[file] == expected_kernels(file)
+    assert all(_kernels.FILE_OF[name] == file for name in expected_kernels(file))
+
+
 @cpu_only
 @pytest.mark.parametrize("file", CU_FILES)
 def test_cu_compiles_with_nvcc(file, tmp_path):
@@ -81,6 +89,25 @@ def test_cu_compiles_with_nvcc(file, tmp_path):
     assert out.returncode == 0, out.stderr
     entries = set(re.findall(r"\.entry\s+(\w+)\(", (tmp_path / "out.ptx").read_text()))
     assert entries == expected_kernels(file)
+
+
+def test_the_seam_imports_one_way():
+    """ops hand their formulas to tinylazy.fast and never import its kernels module; fast imports no op."""
+    import ast
+    package = Path(__file__).resolve().parents[1] / "tinylazy"
+
+    def imported(path):
+        names = set()
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ImportFrom):
+                names |= {f"{node.module or ''}.{a.name}".strip(".") for a in node.names} | {node.module or ""}
+            elif isinstance(node, ast.Import):
+                names |= {a.name for a in node.names}
+        return names
+    for path in sorted((package / "ops").glob("*.py")):
+        assert not any("kernels" in name for name in imported(path)), path.name
+    for path in sorted((package / "fast").glob("*.py")):
+        assert not any(name.split(".")[0] in ("ops", "nn", "optim") for name in imported(path)), path.name
 
 
 def _find_nvrtc():

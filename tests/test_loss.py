@@ -301,13 +301,13 @@ def test_meta_losses(reduction):
 @pytest.mark.parametrize("reduction", REDUCTIONS)
 @pytest.mark.parametrize("smoothing", [0.0, 0.2])
 def test_cross_entropy_fused_kernel_path(device, monkeypatch, reduction, smoothing):
-    """The branch that cuda takes for plain (N, C) logits (tinylazy.cuda.softmax_xent_fwd/bwd), forced on:
-    on cpu arrays it runs that function's reference implementation."""
+    """The branch that cuda takes for plain (N, C) logits (class_loss.softmax_xent_fwd/bwd), forced on:
+    on cpu arrays it runs those functions' reference implementation."""
     from tinylazy.ops import class_loss
     calls = []
-    fused_bwd = tl.cuda.softmax_xent_bwd
+    fused_bwd = class_loss.softmax_xent_bwd
     monkeypatch.setattr(class_loss, "use_fused_kernel", lambda x2, weight, has_ignored: True)
-    monkeypatch.setattr(tl.cuda, "softmax_xent_bwd", lambda *args: calls.append(1) or fused_bwd(*args))
+    monkeypatch.setattr(class_loss, "softmax_xent_bwd", lambda *args: calls.append(1) or fused_bwd(*args))
     x, t = rand((6, 4), seed=40, low=-3, high=3), targets((6, 4), 4, seed=41)
     check_op(*ce_pair(device, reduction=reduction, label_smoothing=smoothing), x, t, device=device)
     assert calls

@@ -73,8 +73,8 @@ def test_sdist_and_wheel_carry_every_kernel_source(built):
 
 def test_installed_package_finds_its_kernels(built):
     _, _, site = built
-    code = ("import tinylazy, tinylazy.cuda as c, tinylazy._kernels as k; print(tinylazy.__file__); "
-            "print(c._kernels.kernel_dir()); print(len(k.source('optim.cu')))")
+    code = ("import tinylazy, tinylazy.cuda as c, tinylazy.fast.kernels as k; print(tinylazy.__file__); "
+            "print(c.kernel_dir()); print(len(k.source('optim.cu')))")
     out = subprocess.run([sys.executable, "-c", code], cwd=site, env={"PYTHONPATH": str(site), "PATH": ""},
                          capture_output=True, text=True, timeout=60)
     assert out.returncode == 0, out.stderr

@@ -20,7 +20,7 @@ import os
 
 import numpy as np
 
-from . import _kernels, backend
+from . import backend, fast
 
 _SLOTS = 32
 _ERRORS = {}            # device id -> int32 CuPy array of _SLOTS flags
@@ -35,7 +35,7 @@ def eager():
 
 def deferred(array):
     """True when a check of `array` runs on the device and reports later (see the module docstring)."""
-    return type(array) is not np.ndarray and not eager() and _kernels.enabled() \
+    return type(array) is not np.ndarray and not eager() and fast.enabled() \
         and backend.cupy_module() is not None and isinstance(array, backend.cupy_module().ndarray)
 
 
@@ -67,13 +67,13 @@ def _int64(idx):
 def index_range(idx, lo, hi, message):
     """Flag, on the device, any value of the CuPy integer array idx outside [lo, hi); `message` is the error
     raised later. One launch, no sync."""
-    _kernels.index_range(_int64(idx), lo, hi, errors(idx), slot(message))
+    fast.kernels.index_range(_int64(idx), lo, hi, errors(idx), slot(message))
 
 
 def class_targets(target, C, ignore_index, dtype, message):
     """Flag, on the device, any target != ignore_index outside [0, C); return the device array
     [kept, 1 / kept] (dtype), kept = the number of targets != ignore_index (1 / 0 taken as 0). One launch."""
-    return _kernels.class_targets(_int64(target), C, ignore_index, dtype, errors(target), slot(message))
+    return fast.kernels.class_targets(_int64(target), C, ignore_index, dtype, errors(target), slot(message))
 
 
 def check(device_id=None):

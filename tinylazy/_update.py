@@ -1,8 +1,8 @@
 """The optimizer update rules, written once, on raw arrays (numpy or cupy).
 
-`tinylazy.optim` runs them for cpu parameters (one by one, or on a flat bucket of many small ones) and
-`tinylazy.cuda` runs them as the reference branch of its fused optimizer steps, which is also the fused
-kernels' test oracle. Both sit above this module, so neither imports the other.
+`tinylazy.optim` runs them for cpu parameters (one by one, or on a flat bucket of many small ones), and
+`sgd_step` / `adam_step` (at the end) for a list of cuda parameters: one launch of the fused kernel of
+`tinylazy.fast`, whose reference is the loop over these rules (also the fused kernels' test oracle).
 
 Each function updates `p` (and its state arrays) in place and only reads `g`. Temporaries come from
 `work(slot)`, a callable that returns a work array shaped like `p` (slots 0 and 1 are distinct arrays; slot 1
@@ -12,9 +12,11 @@ and their order are PyTorch's, so the results agree with torch.optim to the last
 rounding in float32.
 """
 import math
+from functools import partial
 
 import numpy as np
 
+from . import fast
 from .backend import device_of, empty, xp_of
 
 _BLOCK_BYTES = 256 << 10      # add_scaled's work block: fits in a core's L2 cache with room to spare
@@ -133,3 +135,39 @@ def adam_update(p, g, m, v, vmax, work, *, step, lr, beta1, beta2, eps, weight_d
     xp.divide(m, tmp, out=tmp)                                 # p = p - step_size m / denom
     tmp *= -(lr / (1 - beta1 ** step))
     p += tmp
+
+
+# ---- many parameters in one call (one fused kernel launch on cuda) ----------------------------------------
+def _sgd_each(params, grads, bufs, lr, momentum, dampening, weight_decay, nesterov, first_step):
+    work = Scratch()
+    for i, (p, g) in enumerate(zip(params, grads)):
+        sgd_update(p, g, bufs[i] if momentum != 0 else None, partial(work.get, p), lr=lr, momentum=momentum,
+                   dampening=dampening, weight_decay=weight_decay, nesterov=nesterov, first=first_step)
+
+
+def _adam_each(params, grads, exp_avgs, exp_avg_sqs, step, lr, beta1, beta2, eps, weight_decay, decoupled):
+    work = Scratch()
+    for p, g, m, v in zip(params, grads, exp_avgs, exp_avg_sqs):
+        adam_update(p, g, m, v, None, partial(work.get, p), step=step, lr=lr, beta1=beta1, beta2=beta2, eps=eps,
+                    weight_decay=weight_decay, decoupled=decoupled)
+
+
+def sgd_step(params, grads, bufs, lr, momentum=0.0, dampening=0.0, weight_decay=0.0, nesterov=False,
+             first_step=False):
+    """One step of torch.optim.SGD (the rule of sgd_update), in place on every params[i] and bufs[i] (the
+    momentum buffers; unused, and may be None, when momentum == 0). On cuda: ONE kernel launch for all."""
+    if not params:
+        return
+    if momentum != 0 and (bufs is None or len(bufs) != len(params)):
+        raise ValueError("sgd_step: momentum needs one buffer per parameter")
+    fast.sgd_step(_sgd_each, params, grads, bufs, lr, momentum, dampening, weight_decay, nesterov, first_step)
+
+
+def adam_step(params, grads, exp_avgs, exp_avg_sqs, step, lr=1e-3, beta1=0.9, beta2=0.999, eps=1e-8,
+              weight_decay=0.0, decoupled=False):
+    """One step of torch.optim.Adam (decoupled=False) or AdamW (decoupled=True), the rule of adam_update, in
+    place on params, exp_avgs (m) and exp_avg_sqs (v); `step` counts from 1. On cuda: ONE kernel launch."""
+    if not params:
+        return
+    fast.adam_step(_adam_each, params, grads, exp_avgs, exp_avg_sqs, step, lr, beta1, beta2, eps, weight_decay,
+                   decoupled)

@@ -3,11 +3,13 @@
 (relu, sigmoid and tanh are one-liners and live in unary.py.) softmax and log_softmax are each one
 Function with a fused backward, so the graph holds one node and one saved array, not five.
 """
+import math
 import warnings
 
 import numpy as np
 
-from .. import cuda
+from .. import fast
+from .._xpmath import dropout_randoms, normal_cdf
 from ..autograd import Function
 from ..backend import RNG, device_of, is_meta, xp_of
 from ..meta import MetaArray
@@ -15,6 +17,9 @@ from .elementwise import float_input
 
 
 # --- gelu ---------------------------------------------------------------------------------------------
+_INV_SQRT_2PI, _SQRT_2_PI, _KAPPA = 0.3989422804014327, 0.7978845608028654, 0.044715
+
+
 def _compute_dtype(x):
     """float16 is computed in float32 (exp and the erfc polynomials need the range); other floats as they are."""
     return np.float32 if x.dtype == np.float16 else x.dtype
@@ -23,31 +28,52 @@ def _compute_dtype(x):
 class Gelu(Function):
     """y = x * Phi(x), Phi the standard normal cdf = erfc(-x/sqrt 2) / 2;  dy/dx = Phi(x) + x phi(x).
 
-    Both directions are tinylazy.cuda's `gelu_fwd` / `gelu_bwd` (a kernel on cuda, the reference on cpu), the
-    same code as the epilogue of linear(..., activation="gelu"), so the fused and the unfused results are
-    equal bit for bit. Saves x; backward recomputes Phi(x)."""
+    `formula` and `derivative` are also the epilogue of linear(..., activation="gelu") (ops/epilogue.py), so
+    the fused and the unfused results are equal bit for bit; on cuda the kernels gelu_fwd / gelu_bwd run
+    them. Saves x; backward recomputes Phi(x)."""
     _saves = (("x", 0),)
     fresh_grads = True
-    approximate = "none"
+    act = "gelu"
+    saves_output = False                        # the derivative takes the input x
+
+    @staticmethod
+    def formula(x, out=None):                   # Phi through erfc: exact in the far negative tail
+        return x * normal_cdf(x, xp_of(x))
+
+    @staticmethod
+    def derivative(g, x, out=None):             # g * dy/dx, from the input x
+        xp = xp_of(x)
+        return g * (normal_cdf(x, xp) + x * (_INV_SQRT_2PI * xp.exp(-0.5 * x * x)))
 
     def forward(self, x):
         if is_meta(x):
             return MetaArray(x.shape, x.dtype)
         self.x = x.astype(_compute_dtype(x), copy=False)
-        return cuda.gelu_fwd(self.x, self.approximate).astype(x.dtype, copy=False)
+        return fast.act_fwd(self.act, self.formula, self.x).astype(x.dtype, copy=False)
 
     def backward(self, g):
         if is_meta(g):
             return MetaArray(g.shape, g.dtype)
         gc = g.astype(self.x.dtype, copy=False)
-        return cuda.gelu_bwd(gc, self.x, self.approximate).astype(g.dtype, copy=False)
+        return fast.act_bwd(self.act, self.derivative, gc, self.x).astype(g.dtype, copy=False)
 
 
 class GeluTanh(Gelu):
     """y = x/2 (1 + tanh(u)), u = sqrt(2/pi) (x + 0.044715 x^3);
     dy/dx = (1 + t)/2 + x/2 (1 - t^2) sqrt(2/pi) (1 + 3 * 0.044715 x^2), t = tanh(u).
-    Like Gelu, tinylazy.cuda's gelu_fwd / gelu_bwd (approximate="tanh"); saves x."""
-    approximate = "tanh"
+    Like Gelu (kernels gelu_tanh_fwd / gelu_tanh_bwd on cuda); saves x."""
+    act = "gelu_tanh"
+
+    @staticmethod
+    def formula(x, out=None):
+        u = _SQRT_2_PI * (x + _KAPPA * x * x * x)
+        return 0.5 * x * (1 + xp_of(x).tanh(u))
+
+    @staticmethod
+    def derivative(g, x, out=None):
+        t = xp_of(x).tanh(_SQRT_2_PI * (x + _KAPPA * x * x * x))
+        du = _SQRT_2_PI * (1 + 3 * _KAPPA * x * x)
+        return g * (0.5 * (1 + t) + 0.5 * x * (1 - t * t) * du)
 
 
 def gelu(input, approximate="none"):
@@ -151,13 +177,52 @@ def log_softmax(input, dim=None, _stacklevel=3, dtype=None):
 
 
 # --- dropout ----------------------------------------------------------------------------------------
+def _dropout_constants(p):
+    """(threshold, scale): keep element i when its 32-bit random r_i >= threshold = round(p 2^32), so
+    P(keep) = 1 - p; kept elements are scaled by 1 / (1 - p) (0 when p == 1: everything is dropped)."""
+    if not 0.0 <= p <= 1.0:
+        raise ValueError(f"dropout probability has to be between 0 and 1, but got {p}")
+    return min(int(round(p * 2.0 ** 32)), 2 ** 32), (0.0 if p == 1.0 else 1.0 / (1.0 - p))
+
+
+def _keep_mask(shape, seed, offset, threshold, xp):
+    return (dropout_randoms(math.prod(shape), seed, offset, xp) >= threshold).reshape(shape)
+
+
+def dropout_mask(shape, p, seed, offset, xp=np):
+    """The keep mask (bool array of `shape`, on xp's device): keep_i = r_i >= round(p 2^32), r_i the
+    Philox4x32-10 number of counter offset + i under key seed (tinylazy._xpmath.dropout_randoms, and the
+    kernel dropout_mask of kernels/dropout.cu on cuda: identical on cpu and cuda).
+    `tinylazy.backend.RNG.next_offset(device, n)` hands out fresh (seed, offset) pairs; reserving n rounded
+    up to a multiple of 4 keeps the kernel at one Philox call per 4 elements."""
+    threshold, _ = _dropout_constants(p)
+    return fast.dropout_mask(_keep_mask, shape, seed, offset, threshold, xp)
+
+
+def dropout_fwd(x, p, seed, offset):
+    """y = x * keep * scale with keep = dropout_mask(x.shape, p, seed, offset) and scale = 1 / (1 - p).
+    Save only (p, seed, offset): backward regenerates the mask. (Kernel dropout_f32 / _f64 on cuda.)"""
+    threshold, scale = _dropout_constants(p)
+
+    def plain(x):
+        xp = xp_of(x)
+        keep = dropout_mask(x.shape, p, seed, offset, xp)
+        return xp.where(keep, x * x.dtype.type(scale), x.dtype.type(0))
+    return fast.dropout(plain, x, seed, offset, threshold, scale)
+
+
+def dropout_bwd(grad, p, seed, offset):
+    """grad_x = grad * keep * scale: the forward map applied to the upstream gradient, same (seed, offset)."""
+    return dropout_fwd(grad, p, seed, offset)
+
+
 class Dropout(Function):
     """Inverted dropout: y = x * keep / (1 - p), keep ~ Bernoulli(1 - p);  dx = g * keep / (1 - p).
 
-    The mask is the counter-based Philox stream of tinylazy.cuda (`dropout_mask`, kernels/dropout.cu): a
-    (seed, offset) pair from `RNG.next_offset` fixes it, so cpu and cuda drop the same elements under the
-    same `tl.manual_seed`. On cuda the kernel regenerates the mask in backward from (seed, offset); on cpu,
-    where generating it costs more than storing it, forward keeps the bool mask (one byte per element)."""
+    The mask is the counter-based Philox stream of `dropout_mask`: a (seed, offset) pair from
+    `RNG.next_offset` fixes it, so cpu and cuda drop the same elements under the same `tl.manual_seed`.
+    On cuda `dropout_fwd` regenerates the mask in backward from (seed, offset); on cpu, where generating it
+    costs more than storing it, forward keeps the bool mask (one byte per element)."""
     _saves = ()
     fresh_grads = True
 
@@ -168,15 +233,15 @@ class Dropout(Function):
         self.seed, self.offset = RNG.next_offset(device_of(x), -(-x.size // 4) * 4)
         if xp_of(x) is not np:
             self.keep = None
-            return cuda.dropout_fwd(x, p, self.seed, self.offset)
-        self.keep = cuda.dropout_mask(x.shape, p, self.seed, self.offset)
+            return dropout_fwd(x, p, self.seed, self.offset)
+        self.keep = dropout_mask(x.shape, p, self.seed, self.offset)
         return self._apply_mask(x)
 
     def backward(self, g):
         if is_meta(g):
             return MetaArray(g.shape, g.dtype), None
         if self.keep is None:
-            return cuda.dropout_bwd(g, self.p, self.seed, self.offset), None
+            return dropout_bwd(g, self.p, self.seed, self.offset), None
         return self._apply_mask(g), None
 
     def _apply_mask(self, a):

@@ -9,7 +9,7 @@ import math
 
 import numpy as np
 
-from .. import _devcheck, _kernels, cuda
+from .. import _devcheck, fast
 from ..autograd import Function
 from ..backend import is_meta, xp_of
 from ..errors import ShapeError
@@ -97,7 +97,7 @@ def _targets_on_device(x, t):
     """True when the targets' check runs on the device, with no sync (cuda with the custom kernels; see
     tinylazy._devcheck): the values are then never read on the host, so whether any target equals
     ignore_index is not known there, and the device takes care of it."""
-    return _devcheck.deferred(t) and _kernels.usable(x)
+    return _devcheck.deferred(t) and fast.usable(x)
 
 
 def _device_target_check(op, t, C, ignore_index, dtype):
@@ -179,11 +179,65 @@ def _class_column(W, ndim):
 
 
 def use_fused_kernel(x2, weight, has_ignored):
-    """Whether cross_entropy runs `tinylazy.cuda.softmax_xent_fwd/bwd` (a fused kernel on cuda): CuPy (N, C)
+    """Whether cross_entropy runs `softmax_xent_fwd/bwd` (a fused kernel on cuda): CuPy (N, C)
     logits without class weights, and no ignored target (has_ignored False) or none known on the host
     (None: checked on the device; the kernel gives an ignored row loss 0 and gradient 0). On cpu the NumPy
     path below is the leaner one."""
     return type(x2) is not np.ndarray and x2.ndim == 2 and weight is None and not has_ignored
+
+
+# --- the per-row fused softmax + cross-entropy (cuda; kernels softmax_xent_fwd / _bwd) -------------------
+def _xent_rows(logits, target, label_smoothing, ignore_index):
+    xp = xp_of(logits)
+    rows, C = logits.shape
+    kept = target != ignore_index
+    bad = kept & ((target < 0) | (target >= C))
+    if bool(bad.any()):
+        raise IndexError(f"softmax_xent: target values must be in [0, {C}) or ignore_index={ignore_index}, "
+                         f"got {int(target[bad][0])}")
+    safe = xp.where(kept, target, 0).astype(xp.int64)
+    m = logits.max(axis=1, keepdims=True)
+    log_s = xp.log(xp.exp(logits - m).sum(axis=1))
+    m = m[:, 0]
+    loss = (m - xp.take_along_axis(logits, safe.reshape(-1, 1), axis=1)[:, 0]) + log_s
+    if label_smoothing != 0:
+        loss = (1 - label_smoothing) * loss + label_smoothing * ((m - logits.sum(axis=1) / C) + log_s)
+    return xp.where(kept, loss, 0).astype(logits.dtype, copy=False), xp.stack([m, log_s], axis=1)
+
+
+def _xent_rows_grad(grad_rows, logits, target, stats, label_smoothing, ignore_index):
+    xp = xp_of(logits)
+    rows, C = logits.shape
+    kept = target != ignore_index
+    grad = logits - stats[:, :1]
+    grad -= stats[:, 1:]
+    xp.exp(grad, out=grad)
+    grad -= label_smoothing / C
+    grad[xp.arange(rows), xp.where(kept, target, 0).astype(xp.int64)] -= 1 - label_smoothing
+    grad *= xp.asarray(grad_rows, dtype=logits.dtype).reshape(-1, 1)
+    grad *= kept.reshape(-1, 1)
+    return grad
+
+
+def softmax_xent_fwd(logits, target, label_smoothing=0.0, ignore_index=-100):
+    """Per-row cross-entropy of softmax(logits) against integer class targets, with label smoothing eps:
+        m_r = max_j z_rj,   l_r = log sum_j exp(z_rj - m_r)       (so logsumexp_r = m_r + l_r)
+        loss_r = (1 - eps) ((m_r - z_r,target_r) + l_r) + eps ((m_r - mean_j z_rj) + l_r)
+    and loss_r = 0 where target_r == ignore_index. logits (rows, C) float, target (rows,) integers in
+    [0, C) or ignore_index. Returns (loss (rows,), stats (rows, 2)) with stats[:, 0] = m and
+    stats[:, 1] = l: save stats for backward. (m and l are kept apart so that no precision is lost when the
+    logits are large.) Raises IndexError for another target outside [0, C); the cuda kernel gives that row
+    a NaN loss instead (tinylazy._devcheck reports it without a sync)."""
+    if logits.ndim != 2 or target.shape != logits.shape[:1]:
+        raise ValueError(f"softmax_xent: expected logits (rows, C) and target (rows,), got {logits.shape} and {target.shape}")
+    return fast.softmax_xent_fwd(_xent_rows, logits, target, label_smoothing, ignore_index)
+
+
+def softmax_xent_bwd(grad_rows, logits, target, stats, label_smoothing=0.0, ignore_index=-100):
+    """d loss_r / d z_rj times the upstream gradient g_r of loss_r (an array (rows,) or a scalar):
+        grad_z_rj = g_r (p_rj - eps / C - (1 - eps) [j == target_r]),   p_rj = exp((z_rj - m_r) - l_r)
+    with (m, l) = stats from softmax_xent_fwd; 0 on the rows whose target is ignore_index."""
+    return fast.softmax_xent_bwd(_xent_rows_grad, grad_rows, logits, target, stats, label_smoothing, ignore_index)
 
 
 class CrossEntropy(_ClassLoss):
@@ -203,7 +257,7 @@ class CrossEntropy(_ClassLoss):
         x2, t2 = _as_ncd(x, target)
         if use_fused_kernel(x2, weight, has_ignored):     # cuda: one kernel pass (kernels/softmax_xent.cu)
             self.w, self.valid, self.sample_shape, self.ignore_index = None, None, t2.shape, ignore_index
-            loss, self.lse = cuda.softmax_xent_fwd(x2, t2, label_smoothing, ignore_index)
+            loss, self.lse = softmax_xent_fwd(x2, t2, label_smoothing, ignore_index)
             self.logits, self.target, self.p = x2, t2, None
             return self._reduce(loss, reduction, target.shape, kept)
         w = self._prepare(x2, t2, weight, ignore_index, has_ignored is not False)
@@ -236,7 +290,7 @@ class CrossEntropy(_ClassLoss):
         xp, p, eps = xp_of(g), self.p, self.eps
         k = self._coef(g)
         if p is None:                                     # the fused kernel's backward
-            return cuda.softmax_xent_bwd(k, self.logits, self.target, self.lse, eps, self.ignore_index), None, None
+            return softmax_xent_bwd(k, self.logits, self.target, self.lse, eps, self.ignore_index), None, None
         hit = k if self.w is None else k * self.w         # weight of the one-hot at t_i
         if eps:
             kv = k if self.valid is None else k * self.valid

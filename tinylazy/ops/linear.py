@@ -5,13 +5,12 @@ one node instead of three, forward adds the bias in place into the fresh matmul 
 computes exactly the gradients that are needed, each with one BLAS call (or one sum for the bias).
 
 `activation` ("relu", "tanh", "sigmoid", "gelu", "gelu_tanh") goes one step further: act(x @ W.T + b) is
-the same node, and its epilogue (tinylazy.cuda.bias_act_fwd: one fused kernel on a GPU) may overwrite the
+the same node, and its epilogue (ops/epilogue.py: one fused kernel on a GPU) may overwrite the
 fresh product, so a Linear followed by a ReLU allocates no array for the ReLU. nn.Sequential uses it for
 a Linear (or Conv2d) directly followed by an activation module; the numbers are those of the two ops.
 """
 import math
 
-from .. import cuda
 from ..autograd import Function
 from ..backend import is_meta
 from ..errors import ShapeError
@@ -20,25 +19,12 @@ from ..tensor import Tensor
 from .elementwise import as_tensor_operand
 
 
-def activation_epilogue(ctx, product, bias, activation, axis):
-    """act(product + bias) for a fresh `product` it may write over (Linear's and Conv2d's fused epilogue,
-    tinylazy.cuda.bias_act_fwd), the bias along `axis`; keeps on ctx what backward needs: ctx.saved (the
-    output, or for the gelus the product), ctx.has_bias, ctx.bias (the bias where backward needs its values,
-    i.e. for the gelus; else None, so that changing the bias in place after forward is no error), and
-    ctx.output (the output when it is what backward reads, else None: for the version check)."""
-    if bias is None:
-        out = cuda.act_fwd(product, activation, overwrite_x=True)
-    else:
-        out = cuda.bias_act_fwd(product, bias, activation, axis=axis, overwrite_x=True)
-    saves_output = cuda.act_saves_output(activation)
-    ctx.saved, ctx.has_bias = (out if saves_output else product), bias is not None
-    ctx.bias, ctx.output = (None, out) if saves_output else (bias, None)
-    return out
+from .epilogue import ACTIVATIONS, act_bwd, activation_epilogue, bias_act_bwd
 
 
 class Linear(Function):
     """y = act(x @ W.T + b), for x of shape (..., in), W (out, in), b (out,); act is None (no activation)
-    or one of tinylazy.cuda.ACTIVATIONS.
+    or one of ops.epilogue.ACTIVATIONS.
 
     With x2 = x reshaped to (M, in) and g2 the output gradient as (M, out), first taken back through act:
     dx = g2 @ W,  dW = g2.T @ x2,  db = g2 summed over M. Saves x2 (only when W needs a gradient), W
@@ -81,9 +67,9 @@ class Linear(Function):
         gb = None
         if self.act is not None:            # back through the activation (and the bias, in the same pass)
             if not self.has_bias:
-                g2 = cuda.act_bwd(g2, self.saved, self.act, overwrite_grad=self.grad_owned)
+                g2 = act_bwd(g2, self.saved, self.act, overwrite_grad=self.grad_owned)
             else:
-                g2, gb = cuda.bias_act_bwd(g2, self.saved, self.act, b=self.bias, overwrite_grad=self.grad_owned)
+                g2, gb = bias_act_bwd(g2, self.saved, self.act, b=self.bias, overwrite_grad=self.grad_owned)
         gx = (g2 @ self.weight).reshape(self.x_shape) if need_x else None
         gw = g2.T @ self.x2 if need_w else None
         if need_b and gb is None:
@@ -104,7 +90,7 @@ def linear(input, weight, bias=None, *, activation=None):
     dtype, wshape = xd.dtype, wd.shape          # all checks in one expression; _linear_error says which failed
     if (dtype.kind != "f" or wd.dtype != dtype or len(wshape) != 2 or xd.ndim == 0 or xd.shape[-1] != wshape[1]
             or (bd is not None and (bd.shape != wshape[:1] or bd.dtype != dtype))
-            or (activation is not None and activation not in cuda.ACTIVATIONS)):
+            or (activation is not None and activation not in ACTIVATIONS)):
         _linear_error(xd, wd, bd, activation)
     return Linear.apply(x, w, bias, activation=activation)
 
@@ -131,8 +117,8 @@ def _linear_error(xd, wd, bd, activation):
                              f"got {tuple(bd.shape)}")
         if bd.dtype != xd.dtype:
             raise TypeError(f"linear: the input is {xd.dtype} but the bias is {bd.dtype}; convert one of them")
-    if activation is not None and activation not in cuda.ACTIVATIONS:
-        raise ValueError(f"linear: unknown activation {activation!r}; expected None or one of {cuda.ACTIVATIONS}")
+    if activation is not None and activation not in ACTIVATIONS:
+        raise ValueError(f"linear: unknown activation {activation!r}; expected None or one of {ACTIVATIONS}")
 
 
 METHODS = ()

@@ -1,10 +1,10 @@
 """Unary ops: math and activations (exp, log, log1p, sqrt, rsqrt, sin, cos, abs, tanh, sigmoid, relu) and
 conversions (clone, cast to a dtype, copy to a device), all differentiable.
 
-An integer input computes in the default float dtype (as PyTorch does). tanh, sigmoid and relu run the
-custom CUDA kernels on cuda tensors through `tinylazy.cuda` (whose other branch is the NumPy reference).
+An integer input computes in the default float dtype (as PyTorch does). tanh, sigmoid and relu state their
+formulas plainly and hand them to `tinylazy.fast`, which runs custom CUDA kernels on cuda tensors instead.
 """
-from .. import cuda
+from .. import fast
 from .. import dtypes as _dt
 from ..autograd import Function
 from ..backend import xp_of
@@ -116,45 +116,78 @@ class Abs(Function):
 
 
 class Tanh(Function):
-    """y = tanh(x);  dy/dx = 1 - y**2. Saves the output. (On cuda: a custom kernel, see kernels/elementwise.cu.)"""
+    """y = tanh(x);  dy/dx = 1 - y**2. Saves the output. (`formula` and `derivative` are also the epilogue
+    of linear(..., activation="tanh"), ops/epilogue.py; on cuda the kernels tanh_fwd / tanh_bwd run them.)"""
     _saves = (("y", -1),)
     fresh_grads = True
+    saves_output = True
+
+    @staticmethod
+    def formula(x, out=None):                   # out: None, or x when it may be written over
+        xp = xp_of(x)
+        return xp.tanh(x, out=out)
+
+    @staticmethod
+    def derivative(g, y, out=None):             # g * dy/dx, from the output y
+        return g * (1 - y * y)
 
     def forward(self, x):
-        self.y = cuda.tanh_fwd(x)
+        self.y = fast.act_fwd("tanh", self.formula, x)
         return self.y
 
     def backward(self, g):
-        return cuda.tanh_bwd(g, self.y)
+        return fast.act_bwd("tanh", self.derivative, g, self.y)
 
 
 class Sigmoid(Function):
     """y = 1 / (1 + exp(-x)), computed from exp(-|x|) so it never overflows;  dy/dx = y (1 - y).
-    (On cuda: a custom kernel.)"""
+    Saves the output. (Kernels sigmoid_fwd / sigmoid_bwd on cuda.)"""
     _saves = (("y", -1),)
     fresh_grads = True
+    saves_output = True
+
+    @staticmethod
+    def formula(x, out=None):
+        xp = xp_of(x)
+        e = xp.exp(-xp.abs(x))                  # exp(-|x|) <= 1
+        return xp.where(x >= 0, 1 / (1 + e), e / (1 + e))
+
+    @staticmethod
+    def derivative(g, y, out=None):
+        return g * (1 - y) * y
 
     def forward(self, x):
-        self.y = cuda.sigmoid_fwd(x)
+        self.y = fast.act_fwd("sigmoid", self.formula, x)
         return self.y
 
     def backward(self, g):
-        return cuda.sigmoid_bwd(g, self.y)
+        return fast.act_bwd("sigmoid", self.derivative, g, self.y)
 
 
 class Relu(Function):
-    """y = max(x, 0);  dy/dx = 1 where x > 0, else 0. Saves the output. (On cuda: a custom kernel.)
-    Backward masks the incoming gradient in place when the engine says it holds it alone."""
+    """y = max(x, 0) (a NaN passes);  dx = g where y > 0, else +0. Saves the output. (Kernels relu_fwd /
+    relu_bwd on cuda.) Backward masks the incoming gradient in place when the engine says it holds it alone."""
     _saves = (("y", -1),)
     fresh_grads = True
     overwrites_grad = True
+    saves_output = True
+
+    @staticmethod
+    def formula(x, out=None):
+        xp = xp_of(x)
+        return xp.maximum(x, 0, out=out)
+
+    @staticmethod
+    def derivative(g, y, out=None):
+        # g * (y > 0), but as PyTorch's threshold_backward: +0 even where g is NaN or inf (a measured trick)
+        return fast.tricks.relu_grad(g, y, xp_of(g), in_place=out is g)
 
     def forward(self, x):
-        self.y = cuda.relu_fwd(x)
+        self.y = fast.act_fwd("relu", self.formula, x)
         return self.y
 
     def backward(self, g):
-        return cuda.relu_bwd(g, self.y, overwrite_grad=self.grad_owned)
+        return fast.act_bwd("relu", self.derivative, g, self.y, out=g if self.grad_owned else None)
 
 
 def _unary(cls, name):

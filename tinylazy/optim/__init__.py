@@ -2,7 +2,8 @@
 ``optim.lr_scheduler.StepLR`` / ``CosineAnnealingLR`` / ... (PyTorch's names, arguments and numbers).
 
 Updates run on the raw arrays, in place, without recording a graph: small cpu parameters together in flat
-buckets, large ones one by one with `out=` ufuncs, cuda ones through the fused kernels of tinylazy.cuda.
+buckets, large ones one by one with `out=` ufuncs, cuda ones through the fused kernels of tinylazy.fast
+(via _update.sgd_step / adam_step).
 """
 from .optimizer import Optimizer
 from .sgd import SGD

@@ -11,8 +11,7 @@ Per parameter p with gradient g, at step t = 1, 2, ... (lr, betas (b1, b2), eps,
 
 State per parameter: ``step``, ``exp_avg`` (m), ``exp_avg_sq`` (v) and, with amsgrad, ``max_exp_avg_sq``.
 """
-from .._update import adam_update
-from .. import cuda
+from .._update import adam_step, adam_update
 from .optimizer import Optimizer
 
 
@@ -59,9 +58,6 @@ class Adam(Optimizer):
 
     def _fused(self, group, params, grads, states, step):
         if group["amsgrad"] or group["maximize"]:
-            return False
-        adam_step = getattr(cuda, "adam_step", None)
-        if adam_step is None:
             return False
         beta1, beta2 = group["betas"]
         adam_step(params, grads, [st["exp_avg"] for st in states], [st["exp_avg_sq"] for st in states],

@@ -9,13 +9,13 @@ A subclass (SGD, Adam) supplies three things:
   ``work(slot)`` hands out work arrays of that shape (the rules themselves live in tinylazy._update);
   ``step`` is how many updates this state has seen before (0 on the first);
 - optionally ``_fused(group, params, grads, states, step)``: the same update for a list of cuda parameters
-  in one fused kernel (tinylazy.cuda); returns False when it cannot.
+  in one fused kernel (tinylazy.fast, via _update.sgd_step / adam_step); returns False when it cannot.
 
 The base class decides where each update runs (`step`):
 - small cpu parameters of a group are packed into a `FlatBucket` (see _flat.py) and updated with a dozen
   NumPy calls in total: this is what makes 100 small parameters fast;
 - large cpu parameters are updated one by one, in place, with `out=` ufuncs and reused work buffers;
-- cuda parameters go through the fused kernels of tinylazy.cuda when they exist, else one by one.
+- cuda parameters go through the fused kernels of tinylazy.fast when they exist, else one by one.
 Every path runs the same update, so they agree to the last bit. No autograd graph is ever recorded: the
 updates work on the raw arrays (``p.array``).
 

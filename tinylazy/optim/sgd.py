@@ -10,8 +10,7 @@ Per parameter p with gradient g (lr, momentum mu, dampening tau, weight decay la
 
 State: ``momentum_buffer`` per parameter, only when momentum != 0 (as in PyTorch).
 """
-from .._update import add_scaled, sgd_update
-from .. import cuda
+from .._update import add_scaled, sgd_step, sgd_update
 from .optimizer import Optimizer
 
 
@@ -56,9 +55,6 @@ class SGD(Optimizer):
 
     def _fused(self, group, params, grads, states, step):
         if group["maximize"]:
-            return False
-        sgd_step = getattr(cuda, "sgd_step", None)
-        if sgd_step is None:
             return False
         bufs = [st["momentum_buffer"] for st in states] if group["momentum"] != 0 else None
         sgd_step(params, grads, bufs, group["lr"], group["momentum"], group["dampening"],
