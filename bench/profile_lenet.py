@@ -7,6 +7,7 @@ Linear), batch 64, SGD with momentum 0.9, one fixed batch -- built the same way 
     python bench/profile_lenet.py ops                 # per Function: tinylazy's forward/backward µs per step
     python bench/profile_lenet.py layers              # conv/pool/batch-norm layers alone, tinylazy vs torch
     python bench/profile_lenet.py ab --rev HEAD       # the whole step: working tree vs a git revision
+    python bench/profile_lenet.py ab --model plain    # d2l's LeNet without batch norm (workloads.py's)
 
 `ab` runs both versions of tinylazy (and PyTorch) in one process, one step each in turn, in a shuffled order
 every round, and prints the median over rounds of the per-round ratio with its quartiles. Both versions see the
@@ -71,13 +72,17 @@ def _train_step(lib, net, x, y):
     return step
 
 
+MODELS = {"bn": lenet_bn, "plain": W.lenet_layers}      # plain: d2l's LeNet without batch norm (workloads.py)
+MODEL = ["bn"]                                            # set by --model
+
+
 def tl_step(pkg, x, y):
     """One training step of the model in tinylazy package `pkg` (either version of tinylazy)."""
-    return _train_step(pkg, lenet_bn(pkg.nn), x, y)
+    return _train_step(pkg, MODELS[MODEL[0]](pkg.nn), x, y)
 
 
 def torch_step(x, y):
-    return _train_step(W.torch, lenet_bn(W.torch.nn), x, y)
+    return _train_step(W.torch, MODELS[MODEL[0]](W.torch.nn), x, y)
 
 
 def load_revision(rev, folder):
@@ -125,7 +130,7 @@ def ab(args, clock):
                 runs[name]()
                 times[name].append(clock() - t0)
     ratios = [n / o for n, o in zip(times["new"], times["old"])]
-    print(f"LeNet-BN step, batch {args.batch}, SGD momentum; {args.threads} thread(s), clock={args.clock}, "
+    print(f"LeNet ({args.model}) step, batch {args.batch}, SGD momentum; {args.threads} thread(s), clock={args.clock}, "
           f"{args.rounds} rounds (each runs every version once, shuffled); median [quartiles]:")
     for name, t in times.items():
         lo, med, hi = quartiles(t)
@@ -171,7 +176,7 @@ def ops(args, clock):
     for _ in range(args.rounds):
         step()
     total = (clock() - t0) / args.rounds
-    print(f"tinylazy LeNet-BN step, batch {args.batch}: {total * 1e6:,.0f} µs per step ({args.clock} clock, "
+    print(f"tinylazy LeNet ({args.model}) step, batch {args.batch}: {total * 1e6:,.0f} µs per step ({args.clock} clock, "
           f"{args.threads} thread(s)), by Function:")
     for name, t in spent.most_common():
         print(f"  {t / args.rounds * 1e6:8,.0f} µs {100 * t / args.rounds / total:5.1f}%  {name}")
@@ -242,6 +247,7 @@ def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("mode", choices=("ab", "ops", "layers"))
     ap.add_argument("--rev", default="HEAD", help="ab: the git revision to compare the working tree with")
+    ap.add_argument("--model", choices=sorted(MODELS), default="bn", help="bn (the demo's) or plain (no batch norm)")
     ap.add_argument("--batch", type=int, default=64)
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--clock", choices=sorted(CLOCKS), default="cpu")
@@ -249,6 +255,7 @@ def main(argv=None):
     ap.add_argument("--warmup", type=int, default=10)
     ap.add_argument("--reset", type=int, default=50, help="ab: fresh models every this many rounds")
     args = ap.parse_args(argv)
+    MODEL[0] = args.model
     threadpool_limits(args.threads)
     if W.torch is not None:
         W.torch.set_num_threads(args.threads)
