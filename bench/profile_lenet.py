@@ -176,8 +176,8 @@ def ops(args, clock):
     for _ in range(args.rounds):
         step()
     total = (clock() - t0) / args.rounds
-    print(f"tinylazy LeNet ({args.model}) step, batch {args.batch}: {total * 1e6:,.0f} µs per step ({args.clock} clock, "
-          f"{args.threads} thread(s)), by Function:")
+    print(f"tinylazy LeNet ({args.model}) step, batch {args.batch}: {total * 1e6:,.0f} µs per step "
+          f"({args.clock} clock, {args.threads} thread(s)), by Function:")
     for name, t in spent.most_common():
         print(f"  {t / args.rounds * 1e6:8,.0f} µs {100 * t / args.rounds / total:5.1f}%  {name}")
     rest = total - sum(spent.values()) / args.rounds
