@@ -213,9 +213,9 @@ def _batch_last(a):
 @pytest.mark.parametrize("g_layout", ["batch-last", "c-order", "noncontiguous"])
 @pytest.mark.parametrize("shape", [(3, 2, 6, 4), (1, 2, 6, 4)], ids=str)
 def test_pool_backward_gradient_layouts(device, name, args, g_layout, shape):
-    """Backward brings the gradient into the output's memory layout first (Flatten hands a C-ordered one to
-    a pool over conv2d's batch-last output): every layout, batch 1 included, gives torch's gradient. ReLU'd
-    input: ties at zero (the first maximal tap wins)."""
+    """Max pool's backward brings the gradient into the output's memory layout first (Flatten hands a
+    C-ordered one to a pool over conv2d's batch-last output); avg pool's works on any layout as it is. Every
+    layout, batch 1 included, gives torch's gradient. ReLU'd input: ties at zero (the first maximal tap wins)."""
     a = np.maximum(rand(shape, seed=40), 0)
     x = tl.tensor(_batch_last(a), device=device, requires_grad=True)
     ours, theirs = pool(name, *args)
