@@ -164,3 +164,33 @@ def test_running_stats_are_updated_in_place(device):
     assert rm.array is before
     np.testing.assert_allclose(host(rm), [1.0, 2.0])
     np.testing.assert_allclose(host(rv), [0.5 + 0.5 * 2.0, 0.5 + 0.5 * 8.0])     # unbiased batch variance
+
+
+def batch_last(a):
+    """a (N, C, H, W) with memory laid out as (C, H, W, N): conv2d's output layout."""
+    return np.ascontiguousarray(a.transpose(1, 2, 3, 0)).transpose(3, 0, 1, 2)
+
+
+@pytest.mark.parametrize("shape", [(4, 3, 5, 2), (1, 3, 2, 2), (2, 1, 3, 3), (3, 2, 1, 1)], ids=str)
+@pytest.mark.parametrize("g_layout", ["batch-last", "c-order"])
+def test_batch_norm_conv_output_layout(device, shape, g_layout):
+    """conv2d's batch-last output (channels as contiguous blocks), with the gradient in the same layout or
+    C-ordered (as Flatten hands it back), batch 1, one channel, 1x1 planes: all equal torch's (forward,
+    every gradient, running statistics), in float64 and float32, and keep the dtype."""
+    for dtype, rtol, atol in ((np.float64, RTOL, ATOL), (np.float32, 1e-5, 1e-5)):
+        a, w, b = rand(shape, dtype, 30), rand(shape[1:2], dtype, 31), rand(shape[1:2], dtype, 32)
+        gy = rand(shape, dtype, 33)
+        x = tl.tensor(batch_last(a), device=device, requires_grad=True)
+        g = batch_last(gy) if g_layout == "batch-last" else gy
+        wt, bt = (tl.tensor(v, device=device, requires_grad=True) for v in (w, b))
+        rm, rv = (tl.tensor(v.astype(dtype), device=device) for v in stats(shape[1], 34))
+        y = F.batch_norm(x, rm, rv, wt, bt, training=True)
+        y.backward(tl.tensor(g, device=device))
+        xr, wr, br = (th.from_numpy(np.ascontiguousarray(v)).requires_grad_() for v in (a, w, b))
+        rmr, rvr = (th.from_numpy(v.astype(dtype)) for v in stats(shape[1], 34))
+        yr = TF.batch_norm(xr, rmr, rvr, wr, br, training=True)
+        yr.backward(th.from_numpy(np.ascontiguousarray(gy)))
+        for ours, theirs, what in ((y, yr, "forward"), (x.grad, xr.grad, "dx"), (wt.grad, wr.grad, "dw"),
+                                   (bt.grad, br.grad, "db"), (rm, rmr, "running_mean"), (rv, rvr, "running_var")):
+            assert_close(ours, theirs, rtol, atol, what)
+            assert host(ours).dtype == dtype

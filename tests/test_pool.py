@@ -201,3 +201,42 @@ def test_adaptive_pool_errors():
         F.adaptive_avg_pool2d(tl.ones(1, 2, 4, 4), (0, 2))
     with pytest.raises(TypeError, match="adaptive_avg_pool2d: output_size must be an int or a pair"):
         F.adaptive_avg_pool2d(tl.ones(1, 2, 4, 4), (1, 2, 3))
+
+
+def _batch_last(a):
+    """a (N, C, H, W) with memory laid out as (C, H, W, N): conv2d's output layout."""
+    return np.ascontiguousarray(a.transpose(1, 2, 3, 0)).transpose(3, 0, 1, 2)
+
+
+@pytest.mark.parametrize("name,args", [("max_pool2d", (2, 2)), ("max_pool2d", (3, 2, 1)),
+                                       ("avg_pool2d", (2, 2)), ("avg_pool2d", (3, 2, 1))])
+@pytest.mark.parametrize("g_layout", ["batch-last", "c-order", "noncontiguous"])
+@pytest.mark.parametrize("shape", [(3, 2, 6, 4), (1, 2, 6, 4)], ids=str)
+def test_pool_backward_gradient_layouts(device, name, args, g_layout, shape):
+    """Max pool's backward brings the gradient into the output's memory layout first (Flatten hands a
+    C-ordered one to a pool over conv2d's batch-last output); avg pool's works on any layout as it is. Every
+    layout, batch 1 included, gives torch's gradient. ReLU'd input: ties at zero (the first maximal tap wins)."""
+    a = np.maximum(rand(shape, seed=40), 0)
+    x = tl.tensor(_batch_last(a), device=device, requires_grad=True)
+    ours, theirs = pool(name, *args)
+    y = ours(x)
+    gy = rand(tuple(y.shape), seed=41)
+    g = {"batch-last": _batch_last, "c-order": np.ascontiguousarray, "noncontiguous": noncontiguous}[g_layout](gy)
+    y.backward(tl.tensor(g, device=device))
+    xr = th.from_numpy(a).requires_grad_()
+    theirs(xr).backward(th.from_numpy(gy))
+    np.testing.assert_allclose(host(x.grad), xr.grad.numpy(), rtol=RTOL, atol=ATOL)
+
+
+def test_in_layout_copies_only_when_the_layout_differs():
+    from tinylazy.ops.pool import _in_layout, _layout
+    bl = _batch_last(rand((3, 2, 4, 5), seed=42))
+    assert _in_layout(np, bl, _layout(bl)) is bl
+    c = np.ascontiguousarray(bl)
+    moved = _in_layout(np, c, _layout(bl))
+    assert moved is not c and moved.strides == bl.strides
+    np.testing.assert_array_equal(moved, c)
+    back = _in_layout(np, moved, (0, 1, 2, 3))                       # to C order, unbatched shapes too
+    assert back.flags.c_contiguous and np.array_equal(back, c)
+    u = rand((2, 4, 5), seed=43).transpose(0, 2, 1)
+    assert _in_layout(np, np.ascontiguousarray(u), _layout(u)).strides == u.strides
