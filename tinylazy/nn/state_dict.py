@@ -148,11 +148,12 @@ def _materialize_from_checkpoint(m, sizes, values):
         if shape is None or any(s is None for s in shape):
             continue                                    # not in the checkpoint and still unknown: stays lazy
         dtype = v.dtype if v is not None else ref.dtype if ref.dtype.kind == "f" else _dt.get_default_dtype()
-        t.array = backend.empty(tuple(shape), t._lazy_dtype(dtype), t._lazy_device((ref if v is None else v).device))
+        device = (ref if v is None else v).device
+        t.array = backend.empty(tuple(shape), t._lazy.dtype_for(dtype), t._lazy.device_for(device))
         allocated.append(t)
     lazy.initialize(m, allocated)
     for name, (_, v) in values.items():
         t = getattr(m, name)
         _copy(t, v)
-        t.__dict__.pop("_deferred", None)
+        t._lazy.deferred = []                           # the loaded values win over recorded inits
     lazy.refresh_partial_shapes(m)
