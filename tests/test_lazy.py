@@ -333,11 +333,11 @@ def test_a_failed_first_call_that_reaches_a_shared_layer_leaves_it_lazy_and_usab
     assert good(tl.randn(2, 3)).shape == (2, 1)
 
 
-def test_prepare_remembers_an_approved_input_but_checks_again_after_a_move():
+def test_prepare_checks_every_input_after_a_good_one_and_after_a_move():
     m = nn.Linear(3, 2)
     x = tl.randn(4, 3)
     m(x)
-    m(x)                                                      # the same kind of input: approved at once
+    m(x)                                                      # the same kind of input again
     with pytest.raises(nn.ShapeError, match="in_features=3"):
         m(tl.randn(4, 5))                                     # another shape: checked in full
     m.to("meta")

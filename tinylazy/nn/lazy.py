@@ -100,7 +100,10 @@ class LazyProtocol:
 
 # --- 1. before each forward of a sized layer ------------------------------------------------------
 def prepare(module, args, kwargs=None):
-    """Check the input against the layer's sizes; on the first input, materialize the layer."""
+    """Check the input against the layer's sizes; on the first input, materialize the layer.
+
+    It runs in full on every call. (Skipping it when the input's dtype and shape repeat saved 0.6% of the
+    instructions of an MLP train step and needed an invalidation call wherever a member changes; removed.)"""
     x = args[0] if args else (kwargs or {}).get(first_parameter(type(module)))
     if not isinstance(x, Tensor):
         if not (hasattr(x, "shape") and hasattr(x, "dtype")):
