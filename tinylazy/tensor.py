@@ -207,8 +207,7 @@ class Tensor:
 
     @staticmethod
     def _to_args(args, device=None, dtype=None):
-        """(device, dtype) from `to()`'s positional arguments (shared with `Module.to`): a device (a string
-        or Device), a dtype, or a tensor (its device and dtype); `device`/`dtype` are the keywords given."""
+        """(device, dtype) from `to()`'s arguments (also Module.to's): a device, a dtype, or a tensor's both."""
         for a in args:
             if isinstance(a, Tensor):
                 device, dtype = a.device, a.dtype
