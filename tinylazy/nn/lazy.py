@@ -102,8 +102,9 @@ class LazyProtocol:
 def prepare(module, args, kwargs=None):
     """Check the input against the layer's sizes; on the first input, materialize the layer.
 
-    It runs in full on every call. (Skipping it when the input's dtype and shape repeat saved 0.6% of the
-    instructions of an MLP train step and needed an invalidation call wherever a member changes; removed.)"""
+    It runs in full on every call. (Skipping it when the input's dtype and shape repeat saved 0.7% of the
+    instructions of an MLP train step, 1.2% of a LeNet step, and needed an invalidation call wherever a
+    member changes: removed.)"""
     x = args[0] if args else (kwargs or {}).get(first_parameter(type(module)))
     if not isinstance(x, Tensor):
         if not (hasattr(x, "shape") and hasattr(x, "dtype")):
