@@ -13,6 +13,8 @@ that needs values (`shape`, `numel()`, `x @ w`, ...) reads `array`, so all of th
 and materialized tensors pay nothing for it (the getter is the slot itself). What a lazy tensor knows besides
 (partial shape, placement, recorded inits, ...) is one `LazyState` object, ``t._lazy``.
 """
+import copy
+
 import numpy as np
 
 from .. import backend
@@ -75,6 +77,12 @@ class LazyState:
         self.fixed_dtype = None if fixed_dtype is None else np.dtype(fixed_dtype)
         self.device = self.dtype = self.path = None
         self.deferred, self.unknown = [], ()
+
+    def __copy__(self):
+        new = LazyState(self.partial_shape, self.fixed_dtype)
+        new.device, new.dtype, new.path, new.unknown = self.device, self.dtype, self.path, self.unknown
+        new.deferred = list(self.deferred)
+        return new
 
     def dtype_for(self, default):
         """The dtype to allocate with: fixed > placed with `.to()` > `default` (the input's)."""
@@ -205,7 +213,8 @@ class LazyTensor(Tensor):
     # --- copy and pickle: rebuild from (array or None, requires_grad, grad, extra state) -------------
     def __reduce_ex__(self, protocol):
         data = None if self.is_lazy else read_slot(self)
-        return (_rebuild, (type(self), data, self.requires_grad, self.grad, dict(self.__dict__)))
+        state = dict(self.__dict__, _lazy=copy.copy(self._lazy))       # a copy's lazy state is its own
+        return (_rebuild, (type(self), data, self.requires_grad, self.grad, state))
 
 
 def _rebuild(cls, data, requires_grad, grad, state):
