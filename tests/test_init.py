@@ -113,10 +113,10 @@ def test_on_lazy_parameters_calls_are_recorded_and_replayed_in_order():
     assert init.normal_(lin.weight, 0, 0.01) is lin.weight
     init.constant_(lin.weight, 2.0)
     init.zeros_(lin.bias)
-    assert lin.weight.is_lazy and len(lin.weight.__dict__["_deferred"]) == 2
+    assert lin.weight.is_lazy and len(lin.weight._lazy.deferred) == 2
     lin(tl.rand(2, 400))
     assert np.all(lin.weight.array == 2.0) and np.all(lin.bias.array == 0)    # the later call wins
-    assert "_deferred" not in lin.weight.__dict__
+    assert not lin.weight._lazy.deferred
 
 
 def test_fan_based_inits_use_the_materialized_shape():

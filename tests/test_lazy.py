@@ -1,5 +1,6 @@
 """Lazy rules 1-6 of API §6 (the lazy parameter, no class swap, inference, in-place materialization,
 device/dtype, atomic first call, inference once). Rules 7-12 are in test_lazy_materialize.py."""
+import copy
 import inspect
 
 import numpy as np
@@ -333,13 +334,22 @@ def test_a_failed_first_call_that_reaches_a_shared_layer_leaves_it_lazy_and_usab
     assert good(tl.randn(2, 3)).shape == (2, 1)
 
 
-def test_prepare_remembers_an_approved_input_but_checks_again_after_a_move():
+def test_prepare_checks_every_input_after_a_good_one_and_after_a_move():
     m = nn.Linear(3, 2)
     x = tl.randn(4, 3)
     m(x)
-    m(x)                                                      # the same kind of input: approved at once
+    m(x)                                                      # the same kind of input again
     with pytest.raises(nn.ShapeError, match="in_features=3"):
         m(tl.randn(4, 5))                                     # another shape: checked in full
     m.to("meta")
     with pytest.raises(RuntimeError, match="the input is on cpu but the parameters are on meta"):
         m(x)
+
+
+def test_a_copy_of_a_lazy_parameter_has_its_own_lazy_state():
+    m = nn.LazyLinear(3)
+    nn.init.normal_(m.weight)
+    w = copy.copy(m.weight)
+    assert w.is_lazy and w._lazy is not m.weight._lazy and w.partial_shape == (3, None)
+    nn.init.zeros_(w)                                         # recorded on the copy only
+    assert len(w._lazy.deferred) == 2 and len(m.weight._lazy.deferred) == 1

@@ -207,13 +207,7 @@ class Tensor:
     def to(self, *args, dtype=None, device=None, non_blocking=False, copy=False):
         """`to(device)`, `to(dtype)`, `to(device, dtype)`, `to(other_tensor)`; differentiable; returns
         `self` when nothing changes (unless copy=True)."""
-        for a in args:
-            if isinstance(a, Tensor):
-                device, dtype = a.device, a.dtype
-            elif isinstance(a, (str, backend.Device)):
-                device = a
-            else:
-                dtype = a
+        device, dtype = Tensor._to_args(args, device, dtype)
         out = self
         if dtype is not None:
             out = _ops.unary.cast(out, dtype)
@@ -222,6 +216,18 @@ class Tensor:
         if copy and out is self:
             out = _ops.clone(self)
         return out
+
+    @staticmethod
+    def _to_args(args, device=None, dtype=None):
+        """(device, dtype) from `to()`'s arguments (also Module.to's): a device, a dtype, or a tensor's both."""
+        for a in args:
+            if isinstance(a, Tensor):
+                device, dtype = a.device, a.dtype
+            elif isinstance(a, (str, backend.Device)):
+                device = a
+            else:
+                dtype = a
+        return device, dtype
 
     def cpu(self):
         return self.to("cpu")

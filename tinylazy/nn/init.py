@@ -23,7 +23,7 @@ def _deferrable(fn):
     @functools.wraps(fn)
     def init_fn(tensor, *args, **kwargs):
         if is_lazy(tensor):
-            tensor.__dict__.setdefault("_deferred", []).append((init_fn, args, kwargs))
+            tensor._lazy.deferred.append((init_fn, args, kwargs))
             return tensor
         if tensor.is_meta:
             return tensor

@@ -1,55 +1,16 @@
-"""The lazy side of `nn.Module`, kept apart so module.py stays about registration and traversal.
+"""The lazy extras every `nn.Module` has, kept apart so module.py stays about registration and traversal:
+`has_uninitialized_params`, `materialize`, `apply_init`, `summary`, `num_parameters`.
 
-- the *lazy protocol* a layer with sizes to infer overrides (`lazy_sizes`, `infer_sizes`, `parameter_shapes`,
-  `sizes_from_shapes`) and the `setup_lazy` call that ends its `__init__` (see layers/linear.py);
-- the *lazy extras* every module has: `has_uninitialized_params`, `materialize`, `apply_init`, `summary`,
-  `num_parameters`.
-The machinery itself is in lazy.py.
+The lazy protocol a layer with sizes to infer overrides (`lazy_sizes`, `infer_sizes`, `parameter_shapes`,
+`sizes_from_shapes`, `setup_lazy`) and the machinery itself are in lazy.py.
 """
-from .. import backend
-from .. import dtypes as _dt
 from ..autograd import no_grad
 from . import lazy
 from .parameter import is_lazy
 
 
-class LazyModuleMixin:
-    lazy_sizes = ()          # names of the sizes this layer can infer from its first input
-    needs_float = True       # a sized layer rejects integer/bool input with a clear message
-    _sized = False           # True for classes that define infer_sizes (set by __init_subclass__)
-
-    def __init_subclass__(cls, **kwargs):
-        super().__init_subclass__(**kwargs)
-        cls._sized = cls.infer_sizes is not LazyModuleMixin.infer_sizes
-
-    # --- the lazy protocol (overridden by layers with sizes to infer; see lazy.py) --------------------
-    def infer_sizes(self, x):
-        """{size name: value} implied by input `x`, after validating it (rank, divisibility, ...)."""
-        return {}
-
-    def parameter_shapes(self):
-        """{parameter/buffer name: shape} for the current sizes (None where a size is unknown)."""
-        return {}
-
-    def sizes_from_shapes(self, shapes):
-        """The sizes implied by loaded shapes {name: shape}; used by load_state_dict on a lazy layer."""
-        return {}
-
-    def setup_lazy(self, device=None, dtype=None, **initializers):
-        """End of a sized layer's __init__: remember `weight_init=`/`bias_init=`-style callables, give the
-        lazy tensors their partial shapes, and allocate right away when every size is already known."""
-        self.__dict__["_initializers"] = {k[:-len("_init")]: fn for k, fn in initializers.items()}
-        if device is not None or dtype is not None:
-            self._place(backend.device(device) if device is not None else None, _dt.to_dtype(dtype))
-        if all(getattr(self, n) is not None for n in self.lazy_sizes):
-            pending = lazy.lazy_members(self)
-            shapes = self.parameter_shapes()
-            for name, t in pending:
-                dtype, device = t._lazy_dtype(_dt.get_default_dtype()), t._lazy_device(backend.CPU)
-                t.array = backend.empty(tuple(shapes[name]), dtype, device)
-            lazy.initialize(self, [t for _, t in pending])
-        else:
-            lazy.refresh_partial_shapes(self)
+class LazyModuleMixin(lazy.LazyProtocol):
+    """What every module has for laziness: the lazy protocol's defaults (lazy.py) and the lazy extras."""
 
     # --- the lazy extras -------------------------------------------------------------------------------
     def has_uninitialized_params(self):

@@ -103,7 +103,6 @@ class Module(LazyModuleMixin):
                 raise TypeError(f"cannot assign {type(value).__name__} as parameter '{name}' "
                                 "(nn.Parameter or None expected)")
             params[name] = d[name] = None
-            lazy.forget_approval(self)
         elif isinstance(value, Module):
             self._forget(name, keep="_modules")
             self.add_module(name, value)
@@ -119,7 +118,6 @@ class Module(LazyModuleMixin):
             if value is not None and not isinstance(value, Tensor):
                 raise TypeError(f"cannot assign {type(value).__name__} as buffer '{name}' (Tensor or None expected)")
             buffers[name] = d[name] = value
-            lazy.forget_approval(self)
         else:
             object.__setattr__(self, name, value)
 
@@ -149,7 +147,6 @@ class Module(LazyModuleMixin):
                 del d[key][name]
                 d["_non_persistent"].discard(name)
                 d.pop(name, None)
-                lazy.forget_approval(self)
                 return
         object.__delattr__(self, name)
 
@@ -168,9 +165,8 @@ class Module(LazyModuleMixin):
         if (name in self.__dict__ and name not in self._parameters) or name in self._modules or name in self._buffers:
             raise KeyError(f"attribute '{name}' already exists")
         self._parameters[name] = self.__dict__[name] = param
-        lazy.forget_approval(self)
         if param is not None:
-            param._path = _join(self._path, name)
+            param._lazy.path = _join(self._path, name)
 
     def register_buffer(self, name, tensor, persistent=True):
         """A tensor that is part of the state (saved in state_dict unless persistent=False), not trained."""
@@ -180,10 +176,9 @@ class Module(LazyModuleMixin):
         if (name in self.__dict__ and name not in self._buffers) or name in self._modules or name in self._parameters:
             raise KeyError(f"attribute '{name}' already exists")
         self._buffers[name] = self.__dict__[name] = tensor
-        lazy.forget_approval(self)
         (self._non_persistent.discard if persistent else self._non_persistent.add)(name)
         if isinstance(tensor, LazyTensor):
-            tensor._path = _join(self._path, name)
+            tensor._lazy.path = _join(self._path, name)
 
     def add_module(self, name, module):
         self._check_name(name, "module")
@@ -204,7 +199,7 @@ class Module(LazyModuleMixin):
             for d in (m._parameters, m._buffers):
                 for n, t in d.items():
                     if isinstance(t, LazyTensor):
-                        t._path = _join(prefix, n)
+                        t._lazy.path = _join(prefix, n)
             lazy.refresh_partial_shapes(m)
 
     def get_submodule(self, target):
@@ -314,13 +309,7 @@ class Module(LazyModuleMixin):
         kwargs.pop("non_blocking", None)
         if kwargs:
             raise TypeError(f"to(): unexpected keyword arguments {sorted(kwargs)}")
-        for a in args:
-            if isinstance(a, Tensor):
-                device, dtype = a.device, a.dtype
-            elif isinstance(a, (str, backend.Device)):
-                device = a
-            else:
-                dtype = a
+        device, dtype = Tensor._to_args(args, device, dtype)
         dtype = _dt.to_dtype(dtype)
         if dtype is not None and not _dt.is_floating(dtype):
             raise TypeError(f"Module.to() only accepts floating point dtypes, got {dtype}")
@@ -329,19 +318,17 @@ class Module(LazyModuleMixin):
     def _place(self, device, dtype):
         seen = set()
         for m in self.modules():
-            lazy.forget_approval(m)
             for d in (m._parameters, m._buffers):
                 for t in d.values():
                     if t is None or id(t) in seen:
                         continue
                     seen.add(id(t))
-                    if is_lazy(t):
-                        place = dict(t.__dict__.get("_place") or {})
+                    if is_lazy(t):                          # remembered: it wins over the first input's
+                        state = t._lazy
                         if device is not None:
-                            place["device"] = device
-                        if dtype is not None and t.__dict__.get("_fixed_dtype") is None:
-                            place["dtype"] = dtype
-                        t._place = place
+                            state.device = device
+                        if dtype is not None and state.fixed_dtype is None:
+                            state.dtype = dtype
                         continue
                     cast = dtype if dtype is not None and _dt.is_floating(t.dtype) else None
                     t.array = backend.to_device(t.array, device or t.device, cast)

@@ -6,18 +6,38 @@ same `Parameter` object later receives its array in place, so optimizers, hooks 
 before the first forward stay valid.
 
 How the state is stored: `Tensor` keeps its array in the `array` slot. A lazy tensor simply leaves that slot
-*empty*. Reading an empty slot raises AttributeError, Python then asks `__getattr__("array")`, and that turns
-it into `UninitializedParameterError` with the parameter's path, its unknown sizes and the fix. Every
-property and op that needs values (`shape`, `numel()`, `x @ w`, ...) reads `array`, so all of them fail the
-same clear way, and materialized tensors pay nothing for it (the getter is the slot itself).
+*empty* (`fill_slot`, `read_slot` and `empty_slot` below are the only raw accesses to it). Reading an empty
+slot raises AttributeError, Python then asks `__getattr__("array")`, and that turns it into
+`UninitializedParameterError` with the parameter's path, its unknown sizes and the fix. Every property and op
+that needs values (`shape`, `numel()`, `x @ w`, ...) reads `array`, so all of them fail the same clear way,
+and materialized tensors pay nothing for it (the getter is the slot itself). What a lazy tensor knows besides
+(partial shape, placement, recorded inits, ...) is one `LazyState` object, ``t._lazy``.
 """
+import copy
+
 import numpy as np
 
 from .. import backend
 from ..tensor import Tensor
 from .. import dtypes as _dt
 
-_DATA = Tensor.array          # the base class' member descriptor for the `array` slot
+_SLOT = Tensor.array          # the base class' member descriptor for the `array` slot
+
+
+def read_slot(t):
+    """The array in `t`'s slot; AttributeError when the slot is empty (`t` is lazy)."""
+    return _SLOT.__get__(t)
+
+
+def fill_slot(t, array):
+    """Put `array` in `t`'s slot: `t` is materialized (no check, no conversion)."""
+    _SLOT.__set__(t, array)
+
+
+def empty_slot(t):
+    """Empty `t`'s slot: `t` is lazy again."""
+    _SLOT.__delete__(t)
+
 
 HINT = ("run one forward on an example first (e.g. `net(X)`), or call `net.materialize(example)` "
         "or `net.load_state_dict(...)`")
@@ -39,28 +59,56 @@ def _fmt_shape(shape):
     return f"({inner},)" if len(shape) == 1 else f"({inner})"
 
 
-class LazyTensor(Tensor):
-    """A Tensor that may be lazy. Base of `Parameter` and `Buffer`.
+class LazyState:
+    """What a lazy tensor knows before its array exists. Every LazyTensor has one (``t._lazy``), kept after
+    materialization, so that a rolled-back first call finds it again.
 
-    Extra state (in the instance `__dict__`, which a subclass of a slotted class may have):
-    ``_partial_shape`` (sizes with None for unknowns), ``_place`` ({"device", "dtype"} asked for explicitly
-    with `module.to()` while lazy), ``_fixed_dtype`` (e.g. int64 for `num_batches_tracked`, never follows
-    the input), ``_deferred`` (recorded `nn.init` calls), ``_path`` (e.g. ``"0.weight"``, for messages) and
-    ``_unknown`` (the names of the sizes still missing, e.g. ``("in_features",)``).
+    partial_shape   the shape with None for unknown sizes (None: not even the rank is known)
+    fixed_dtype     a dtype that never follows the input (int64 for `num_batches_tracked`), else None
+    device, dtype   the placement asked for with `module.to()` while lazy; None: the first input decides
+    deferred        [(fn, args, kwargs)]: `nn.init` calls and `.data` inits, replayed at materialization
+    path            where the tensor sits in its model (``"0.weight"``), for messages
+    unknown         the names of the sizes still missing (``("in_features of Linear '0'",)``)
     """
+    __slots__ = ("partial_shape", "fixed_dtype", "device", "dtype", "deferred", "path", "unknown")
+
+    def __init__(self, partial_shape=None, fixed_dtype=None):
+        self.partial_shape = None if partial_shape is None else tuple(partial_shape)
+        self.fixed_dtype = None if fixed_dtype is None else np.dtype(fixed_dtype)
+        self.device = self.dtype = self.path = None
+        self.deferred, self.unknown = [], ()
+
+    def __copy__(self):
+        new = LazyState(self.partial_shape, self.fixed_dtype)
+        new.device, new.dtype, new.path, new.unknown = self.device, self.dtype, self.path, self.unknown
+        new.deferred = list(self.deferred)
+        return new
+
+    def dtype_for(self, default):
+        """The dtype to allocate with: fixed > placed with `.to()` > `default` (the input's)."""
+        return self.fixed_dtype or self.dtype or default
+
+    def device_for(self, default):
+        """The device to allocate on: placed with `.to()` > `default` (the input's)."""
+        return self.device or default
+
+
+class LazyTensor(Tensor):
+    """A Tensor that may be lazy (its `array` slot empty). Base of `Parameter` and `Buffer`."""
     _kind = "tensor"
 
     # `array` reads the slot itself (fast: an empty slot falls through to __getattr__ below); assigning an
     # array (or a tensor, whose array is taken) fills the slot, which also ends the lazy state.
     def _set_array(self, value):
-        _DATA.__set__(self, value.array if isinstance(value, Tensor) else value)
+        fill_slot(self, value.array if isinstance(value, Tensor) else value)
 
-    array = property(_DATA.__get__, _set_array)
+    array = property(_SLOT.__get__, _set_array)
 
     def __init__(self, data=None, requires_grad=False):
         if data is None:
             data = np.empty((0,), _dt.get_default_dtype())
         super().__init__(data, requires_grad=False)
+        self._lazy = LazyState()
         self.requires_grad = False
         if requires_grad:
             self.requires_grad_(True)
@@ -72,8 +120,7 @@ class LazyTensor(Tensor):
         t = cls.__new__(cls)
         t.grad, t.grad_fn, t._out_index, t._retains_grad, t._vc = None, None, 0, False, [0]
         t.requires_grad = cls._default_requires_grad if requires_grad is None else bool(requires_grad)
-        t._partial_shape = None if partial_shape is None else tuple(partial_shape)
-        t._fixed_dtype = None if dtype is None else np.dtype(dtype)
+        t._lazy = LazyState(partial_shape, dtype)
         return t
 
     _default_requires_grad = False
@@ -82,7 +129,7 @@ class LazyTensor(Tensor):
     @property
     def is_lazy(self):
         try:
-            _DATA.__get__(self)
+            read_slot(self)
             return False
         except AttributeError:
             return True
@@ -91,8 +138,8 @@ class LazyTensor(Tensor):
     def partial_shape(self):
         """The shape with None for sizes not known yet (the full shape once materialized)."""
         if not self.is_lazy:
-            return tuple(_DATA.__get__(self).shape)
-        return self.__dict__.get("_partial_shape")
+            return tuple(read_slot(self).shape)
+        return self._lazy.partial_shape
 
     def __getattr__(self, name):
         # only reached when normal lookup failed: for `array`, that means the slot is empty (lazy)
@@ -101,11 +148,11 @@ class LazyTensor(Tensor):
         raise AttributeError(f"{type(self).__name__!r} object has no attribute {name!r}")
 
     def _uninitialized_message(self):
-        d = self.__dict__
-        path = d.get("_path")
+        state = self._lazy
+        path = state.path
         what = f"{self._kind} '{path}'" if path else f"this {self._kind}"
-        shape = _fmt_shape(d.get("_partial_shape"))
-        unknown = d.get("_unknown") or ()
+        shape = _fmt_shape(state.partial_shape)
+        unknown = state.unknown
         sizes = f"unknown size(s): {', '.join(unknown)}" if unknown else "its sizes are not known yet"
         return (f"{what} is uninitialized (lazy, shape {shape}; {sizes}), so it has no values, shape or "
                 f"device yet. The sizes are inferred from the first input: {HINT}.")
@@ -113,36 +160,23 @@ class LazyTensor(Tensor):
     def _make_lazy(self):
         """Back to the lazy state (used to roll back a failed first call)."""
         if not self.is_lazy:
-            _DATA.__delete__(self)
+            empty_slot(self)
         self.grad = None
-
-    def _lazy_dtype(self, default):
-        """The dtype to allocate with: fixed > explicitly placed > `default` (the input's)."""
-        d = self.__dict__
-        if d.get("_fixed_dtype") is not None:
-            return d["_fixed_dtype"]
-        place = d.get("_place") or {}
-        return place.get("dtype") or default
-
-    def _lazy_device(self, default):
-        place = self.__dict__.get("_place") or {}
-        return place.get("device") or default
 
     # --- what a lazy tensor can still answer ----------------------------------------------------------
     @property
     def dtype(self):
         """The dtype; while lazy, the one fixed (e.g. int64 counters) or placed with `.to()`, else None."""
         if self.is_lazy:
-            d = self.__dict__
-            return d.get("_fixed_dtype") or (d.get("_place") or {}).get("dtype")
-        return _DATA.__get__(self).dtype
+            return self._lazy.dtype_for(None)
+        return read_slot(self).dtype
 
     @property
     def device(self):
         """The device; while lazy, the one placed with `.to()`, else None (the first input will tell)."""
         if self.is_lazy:
-            return (self.__dict__.get("_place") or {}).get("device")
-        return backend.device_of(_DATA.__get__(self))
+            return self._lazy.device
+        return backend.device_of(read_slot(self))
 
     @property
     def data(self):
@@ -150,7 +184,7 @@ class LazyTensor(Tensor):
         in-place inits (`p.data.normal_(0, 0.01)`) and replays them at materialization, as `nn.init` does."""
         if self.is_lazy:
             return LazyData(self)
-        return Tensor(_DATA.__get__(self))
+        return Tensor(read_slot(self))
 
     @data.setter
     def data(self, value):
@@ -170,7 +204,7 @@ class LazyTensor(Tensor):
     def __repr__(self):
         name = type(self).__name__
         if self.is_lazy:
-            return f"{name}(shape={_fmt_shape(self.__dict__.get('_partial_shape'))}, lazy)"
+            return f"{name}(shape={_fmt_shape(self._lazy.partial_shape)}, lazy)"
         return self._materialized_repr()
 
     def _materialized_repr(self):
@@ -178,8 +212,9 @@ class LazyTensor(Tensor):
 
     # --- copy and pickle: rebuild from (array or None, requires_grad, grad, extra state) -------------
     def __reduce_ex__(self, protocol):
-        data = None if self.is_lazy else _DATA.__get__(self)
-        return (_rebuild, (type(self), data, self.requires_grad, self.grad, dict(self.__dict__)))
+        data = None if self.is_lazy else read_slot(self)
+        state = dict(self.__dict__, _lazy=copy.copy(self._lazy))       # a copy's lazy state is its own
+        return (_rebuild, (type(self), data, self.requires_grad, self.grad, state))
 
 
 def _rebuild(cls, data, requires_grad, grad, state):
@@ -187,8 +222,8 @@ def _rebuild(cls, data, requires_grad, grad, state):
     t.grad, t.grad_fn, t._out_index, t._retains_grad, t._vc = grad, None, 0, False, [0]
     t.requires_grad = requires_grad
     if data is not None:
-        _DATA.__set__(t, data)
-    t.__dict__.update(state)
+        fill_slot(t, data)
+    t.__dict__.update(state)              # LazyState included
     return t
 
 
@@ -203,7 +238,7 @@ class LazyData:
         self.owner = owner
 
     def _record(self, method, *args):
-        self.owner.__dict__.setdefault("_deferred", []).append((method, args, {}))
+        self.owner._lazy.deferred.append((method, args, {}))
         return self
 
     def normal_(self, mean=0.0, std=1.0):
@@ -244,7 +279,7 @@ class LazyData:
         return self.__getattr__("numpy")
 
     def __repr__(self):
-        pending = len(self.owner.__dict__.get("_deferred", ()))
+        pending = len(self.owner._lazy.deferred)
         return f"<lazy data of {self.owner!r}: {pending} init(s) recorded for materialization>"
 
 

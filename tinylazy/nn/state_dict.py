@@ -19,7 +19,7 @@ from .. import dtypes as _dt
 from ..autograd import no_grad
 from ..tensor import Tensor
 from . import lazy
-from .parameter import is_lazy
+from .parameter import is_lazy, _fmt_shape
 
 IncompatibleKeys = namedtuple("IncompatibleKeys", ["missing_keys", "unexpected_keys"])
 
@@ -111,7 +111,7 @@ def _plan_lazy(m, values, errors):
             if partial is not None and (len(partial) != len(v.shape) or
                                         any(p is not None and p != s for p, s in zip(partial, v.shape))):
                 errors.append(f"size mismatch for {key}: the checkpoint has shape {tuple(v.shape)}, the (lazy) "
-                              f"parameter's partial shape is {_partial(partial)}")
+                              f"parameter's partial shape is {_fmt_shape(partial)}")
         return m, {}, values
     try:
         sizes = m.sizes_from_shapes(shapes)
@@ -129,12 +129,8 @@ def _plan_lazy(m, values, errors):
         want = expected.get(name)
         if sizes is None or want is None or tuple(want) != v.shape:
             errors.append(f"size mismatch for {key}: the checkpoint has shape {tuple(v.shape)}, which does not fit "
-                          f"{lazy.describe(m)} ({m.extra_repr()}; expected {_partial(getattr(m, name).partial_shape)})")
+                          f"{lazy.describe(m)} ({m.extra_repr()}; expected {_fmt_shape(getattr(m, name).partial_shape)})")
     return m, sizes, values
-
-
-def _partial(shape):
-    return "?" if shape is None else "(" + ", ".join("?" if s is None else str(s) for s in shape) + ")"
 
 
 def _materialize_from_checkpoint(m, sizes, values):
@@ -149,11 +145,12 @@ def _materialize_from_checkpoint(m, sizes, values):
         if shape is None or any(s is None for s in shape):
             continue                                    # not in the checkpoint and still unknown: stays lazy
         dtype = v.dtype if v is not None else ref.dtype if ref.dtype.kind == "f" else _dt.get_default_dtype()
-        t.array = backend.empty(tuple(shape), t._lazy_dtype(dtype), t._lazy_device((ref if v is None else v).device))
+        device = (ref if v is None else v).device
+        t.array = backend.empty(tuple(shape), t._lazy.dtype_for(dtype), t._lazy.device_for(device))
         allocated.append(t)
     lazy.initialize(m, allocated)
     for name, (_, v) in values.items():
         t = getattr(m, name)
         _copy(t, v)
-        t.__dict__.pop("_deferred", None)
+        t._lazy.deferred = []                           # the loaded values win over recorded inits
     lazy.refresh_partial_shapes(m)

@@ -31,6 +31,28 @@ def _param(p, op, name):
     return as_tensor_operand(p, None, op)
 
 
+def _affine(xhat, weight, bias, xhat_is_saved, shape=None):
+    """The epilogue both norms share: y = xhat * weight + bias, with `weight`/`bias` None for a part left
+    out and reshaped to `shape` when given (to broadcast over xhat). y is a new array, except that xhat
+    itself is returned when there is nothing to apply and backward does not keep it."""
+    if weight is None and bias is None:
+        return xhat.copy(order="K") if xhat_is_saved else xhat
+    if shape is not None:
+        weight = None if weight is None else weight.reshape(shape)
+        bias = None if bias is None else bias.reshape(shape)
+    y = xhat * weight if weight is not None else xhat.copy(order="K")
+    if bias is not None:
+        y += bias
+    return y
+
+
+def _meta_grads(g, w_shape, need_x, need_w, need_b):
+    """Backward on the meta device: the gradients' shapes and dtypes only (x's, then weight's and bias')."""
+    return (MetaArray(g.shape, g.dtype) if need_x else None,
+            MetaArray(w_shape, g.dtype) if need_w and w_shape else None,
+            MetaArray(w_shape, g.dtype) if need_b and w_shape else None)
+
+
 # --- batch norm ------------------------------------------------------------------------------------
 class BatchNorm(Function):
     """Per-channel normalization of x (N, C, *) over the batch and spatial axes (see the module docstring).
@@ -71,20 +93,12 @@ class BatchNorm(Function):
         need_x, need_w = self.needs_input_grad[:2]
         if (need_x and training) or need_w:
             self.xhat = xhat
-        if weight is None and bias is None:
-            return xhat.copy(order="K") if hasattr(self, "xhat") else xhat
-        y = xhat * weight.reshape(bshape) if weight is not None else xhat.copy(order="K")
-        if bias is not None:
-            y += bias.reshape(bshape)
-        return y
+        return _affine(xhat, weight, bias, hasattr(self, "xhat"), bshape)
 
     def backward(self, g):
         need_x, need_w, need_b = self.needs_input_grad[:3]
         if is_meta(g):
-            ws = self.w_shape
-            return (MetaArray(g.shape, g.dtype) if need_x else None,
-                    MetaArray(ws, g.dtype) if need_w and ws else None,
-                    MetaArray(ws, g.dtype) if need_b and ws else None, None, None)
+            return _meta_grads(g, self.w_shape, need_x, need_w, need_b) + (None, None)
         db = g.sum(axis=self.axes) if (need_b or (need_x and self.training)) else None
         dw = (g * self.xhat).sum(axis=self.axes) if (need_w or (need_x and self.training)) else None
         gx = None
@@ -167,20 +181,12 @@ class LayerNorm(Function):
         xhat = xc
         xhat *= self.invstd
         self.xhat, self.weight = xhat, weight
-        if weight is None and bias is None:
-            return xhat.copy(order="K") if any(self.needs_input_grad) else xhat
-        y = xhat * weight if weight is not None else xhat.copy(order="K")
-        if bias is not None:
-            y += bias
-        return y
+        return _affine(xhat, weight, bias, any(self.needs_input_grad))
 
     def backward(self, g):
         need_x, need_w, need_b = self.needs_input_grad[:3]
         if is_meta(g):
-            ws = self.w_shape
-            return (MetaArray(g.shape, g.dtype) if need_x else None,
-                    MetaArray(ws, g.dtype) if need_w and ws else None,
-                    MetaArray(ws, g.dtype) if need_b and ws else None)
+            return _meta_grads(g, self.w_shape, need_x, need_w, need_b)
         lead = tuple(range(g.ndim - self.k))
         xhat = self.xhat
         db = g.sum(axis=lead) if need_b else None

@@ -73,6 +73,11 @@ class _Reduction(Function):
         return y.reshape(() if axes is None else tuple(s for i, s in enumerate(y.shape) if i not in axes))
 
 
+def numpy_names(dim, keepdim, axis, keepdims):
+    """(dim, keepdim), taking NumPy's spelling `axis=`/`keepdims=` when the caller used it."""
+    return (dim if axis is None else axis), (keepdim if keepdims is None else keepdims)
+
+
 def _tensor(x, op):
     return x if isinstance(x, Tensor) else as_tensor_operand(x, None, op)
 
@@ -123,20 +128,14 @@ class Mean(_Reduction):
 
 def sum(x, dim=None, keepdim=False, *, dtype=None, axis=None, keepdims=None):
     """Sum over `dim` (all dims by default). Bool and integer tensors sum to int64."""
-    if axis is not None:
-        dim = axis
-    if keepdims is not None:
-        keepdim = keepdims
+    dim, keepdim = numpy_names(dim, keepdim, axis, keepdims)
     x = _tensor(x, "sum")
     return Sum.apply(x, dim_tuple(dim, x.array.ndim, "sum"), keepdim, _int_to_int64(x, dtype))
 
 
 def mean(x, dim=None, keepdim=False, *, dtype=None, axis=None, keepdims=None):
     """Mean over `dim` (all dims by default). Integer tensors raise, as in PyTorch (use .float() or dtype=)."""
-    if axis is not None:
-        dim = axis
-    if keepdims is not None:
-        keepdim = keepdims
+    dim, keepdim = numpy_names(dim, keepdim, axis, keepdims)
     x = _tensor(x, "mean")
     return Mean.apply(x, dim_tuple(dim, x.array.ndim, "mean"), keepdim, _float_dtype(x, "mean", dtype))
 
@@ -222,28 +221,19 @@ def _extreme(x, dim, keepdim, op, full_cls, dim_cls, result):
 
 def max(x, dim=None, keepdim=False, *, axis=None, keepdims=None):
     """max(x): the largest element; max(x, dim): (values, indices) along dim; max(x, other): elementwise."""
-    if axis is not None:
-        dim = axis
-    if keepdims is not None:
-        keepdim = keepdims
+    dim, keepdim = numpy_names(dim, keepdim, axis, keepdims)
     return _extreme(x, dim, keepdim, "max", Amax, MaxDim, MaxResult)
 
 
 def min(x, dim=None, keepdim=False, *, axis=None, keepdims=None):
     """min(x): the smallest element; min(x, dim): (values, indices) along dim; min(x, other): elementwise."""
-    if axis is not None:
-        dim = axis
-    if keepdims is not None:
-        keepdim = keepdims
+    dim, keepdim = numpy_names(dim, keepdim, axis, keepdims)
     return _extreme(x, dim, keepdim, "min", Amin, MinDim, MinResult)
 
 
 def amax(x, dim=(), keepdim=False, *, axis=None, keepdims=None):
     """The largest values over `dim` (all dims by default); ties share the gradient evenly."""
-    if axis is not None:
-        dim = axis
-    if keepdims is not None:
-        keepdim = keepdims
+    dim, keepdim = numpy_names(dim, keepdim, axis, keepdims)
     x = _tensor(x, "amax")
     axes = dim_tuple(dim, x.ndim, "amax")
     _nonempty(x, axes, "amax")
@@ -252,10 +242,7 @@ def amax(x, dim=(), keepdim=False, *, axis=None, keepdims=None):
 
 def amin(x, dim=(), keepdim=False, *, axis=None, keepdims=None):
     """The smallest values over `dim` (all dims by default); ties share the gradient evenly."""
-    if axis is not None:
-        dim = axis
-    if keepdims is not None:
-        keepdim = keepdims
+    dim, keepdim = numpy_names(dim, keepdim, axis, keepdims)
     x = _tensor(x, "amin")
     axes = dim_tuple(dim, x.ndim, "amin")
     _nonempty(x, axes, "amin")
@@ -279,36 +266,24 @@ def _arg(x, dim, keepdim, op):
 
 def argmax(x, dim=None, keepdim=False, *, axis=None, keepdims=None):
     """Index of the largest element (of the flattened tensor when dim is None). No gradient."""
-    if axis is not None:
-        dim = axis
-    if keepdims is not None:
-        keepdim = keepdims
+    dim, keepdim = numpy_names(dim, keepdim, axis, keepdims)
     return _arg(x, dim, keepdim, "argmax")
 
 
 def argmin(x, dim=None, keepdim=False, *, axis=None, keepdims=None):
     """Index of the smallest element (of the flattened tensor when dim is None). No gradient."""
-    if axis is not None:
-        dim = axis
-    if keepdims is not None:
-        keepdim = keepdims
+    dim, keepdim = numpy_names(dim, keepdim, axis, keepdims)
     return _arg(x, dim, keepdim, "argmin")
 
 
 def any(x, dim=None, keepdim=False, *, axis=None, keepdims=None):
-    if axis is not None:
-        dim = axis
-    if keepdims is not None:
-        keepdim = keepdims
+    dim, keepdim = numpy_names(dim, keepdim, axis, keepdims)
     x = _tensor(x, "any")
     return Tensor(call(x.array, "any", axis=dim_tuple(dim, x.ndim, "any"), keepdims=keepdim))
 
 
 def all(x, dim=None, keepdim=False, *, axis=None, keepdims=None):
-    if axis is not None:
-        dim = axis
-    if keepdims is not None:
-        keepdim = keepdims
+    dim, keepdim = numpy_names(dim, keepdim, axis, keepdims)
     x = _tensor(x, "all")
     return Tensor(call(x.array, "all", axis=dim_tuple(dim, x.ndim, "all"), keepdims=keepdim))
 

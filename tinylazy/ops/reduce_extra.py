@@ -7,7 +7,7 @@ import numpy as np
 from ..autograd import Function
 from ..backend import xp_of
 from .elementwise import float_input
-from .reduce import _Reduction, _count, _float_dtype, _int_to_int64, _nonempty, _tensor, call
+from .reduce import _Reduction, _count, _float_dtype, _int_to_int64, _nonempty, _tensor, call, numpy_names
 from .shape import dim_index, dim_tuple, reshape
 
 
@@ -59,10 +59,7 @@ def _var_args(dim, unbiased, correction, op):
 
 def var(x, dim=None, unbiased=None, keepdim=False, *, correction=None, axis=None, keepdims=None):
     """Variance over `dim` with Bessel's correction by default (correction=1, i.e. unbiased=True)."""
-    if axis is not None:
-        dim = axis
-    if keepdims is not None:
-        keepdim = keepdims
+    dim, keepdim = numpy_names(dim, keepdim, axis, keepdims)
     dim, correction = _var_args(dim, unbiased, correction, "var")
     x = _tensor(x, "var")
     _float_dtype(x, "var")
@@ -71,10 +68,7 @@ def var(x, dim=None, unbiased=None, keepdim=False, *, correction=None, axis=None
 
 def std(x, dim=None, unbiased=None, keepdim=False, *, correction=None, axis=None, keepdims=None):
     """Standard deviation over `dim` (correction=1 by default, as PyTorch)."""
-    if axis is not None:
-        dim = axis
-    if keepdims is not None:
-        keepdim = keepdims
+    dim, keepdim = numpy_names(dim, keepdim, axis, keepdims)
     dim, correction = _var_args(dim, unbiased, correction, "std")
     x = _tensor(x, "std")
     _float_dtype(x, "std")
@@ -112,10 +106,7 @@ class Prod(_Reduction):
 
 def prod(x, dim=None, keepdim=False, *, dtype=None, axis=None, keepdims=None):
     """Product over `dim` (all dims by default). Bool and integer tensors give int64."""
-    if axis is not None:
-        dim = axis
-    if keepdims is not None:
-        keepdim = keepdims
+    dim, keepdim = numpy_names(dim, keepdim, axis, keepdims)
     x = _tensor(x, "prod")
     return Prod.apply(x, dim_tuple(dim, x.ndim, "prod"), keepdim, _int_to_int64(x, dtype))
 
@@ -145,10 +136,7 @@ class LogSumExp(_Reduction):
 
 def logsumexp(x, dim=None, keepdim=False, *, axis=None, keepdims=None):
     """log(sum(exp(x))) over `dim`, computed stably. Integer tensors compute in the default float dtype."""
-    if axis is not None:
-        dim = axis
-    if keepdims is not None:
-        keepdim = keepdims
+    dim, keepdim = numpy_names(dim, keepdim, axis, keepdims)
     x = float_input(x, "logsumexp")
     return LogSumExp.apply(x, dim_tuple(dim, x.ndim, "logsumexp"), keepdim)
 
@@ -204,10 +192,7 @@ class Norm(_Reduction):
 def norm(x, p="fro", dim=None, keepdim=False, dtype=None, *, axis=None, keepdims=None):
     """The vector p-norm of x over `dim` (all dims by default): p = 2 or 'fro' (the default), 1, inf,
     -inf, 0 or any other number, as `torch.norm` / `torch.linalg.vector_norm`."""
-    if axis is not None:
-        dim = axis
-    if keepdims is not None:
-        keepdim = keepdims
+    dim, keepdim = numpy_names(dim, keepdim, axis, keepdims)
     if isinstance(p, str):
         if p != "fro":
             raise NotImplementedError(f"norm: p={p!r} is not supported (use 'fro' or a number)")

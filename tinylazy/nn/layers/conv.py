@@ -12,7 +12,7 @@ from .. import init
 from ..lazy import describe, lazy_alias
 from ..module import Module
 from ..parameter import Parameter
-from .linear import _check_size
+from .linear import _check_size, _optional_parameter
 
 
 def _pair(v, name):
@@ -45,10 +45,7 @@ class Conv2d(Module):
         self.dilation, self.padding_mode = _pair(dilation, "dilation"), padding_mode
         shapes = self.parameter_shapes()
         self.weight = Parameter.lazy(shapes["weight"])
-        if bias:
-            self.bias = Parameter.lazy(shapes["bias"])
-        else:
-            self.register_parameter("bias", None)
+        _optional_parameter(self, "bias", shapes["bias"], bias)
         self.setup_lazy(device, dtype, weight_init=weight_init, bias_init=bias_init)
 
     def infer_sizes(self, x):

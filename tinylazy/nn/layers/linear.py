@@ -17,6 +17,15 @@ def _check_size(layer, name, value, allow_none):
                          f"got {value!r}")
 
 
+def _optional_parameter(layer, name, shape, wanted):
+    """Give `layer` a lazy Parameter `name` of `shape` (None for unknown sizes) if `wanted`, else register
+    `name` as None, as PyTorch does for bias=False (the name exists, the parameter does not)."""
+    if wanted:
+        setattr(layer, name, Parameter.lazy(shape))
+    else:
+        layer.register_parameter(name, None)
+
+
 class Linear(Module):
     """y = x W^T + b with W of shape (out_features, in_features).
 
@@ -33,10 +42,7 @@ class Linear(Module):
         _check_size("Linear", "out_features", out_features, allow_none=False)
         self.in_features, self.out_features = in_features, out_features
         self.weight = Parameter.lazy((out_features, in_features))      # None marks the unknown size
-        if bias:
-            self.bias = Parameter.lazy((out_features,))
-        else:
-            self.register_parameter("bias", None)
+        _optional_parameter(self, "bias", (out_features,), bias)
         self.setup_lazy(device, dtype, weight_init=weight_init, bias_init=bias_init)
 
     def infer_sizes(self, x):

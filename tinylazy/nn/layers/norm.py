@@ -7,8 +7,16 @@ from ...errors import ShapeError
 from .. import init
 from ..lazy import describe, lazy_alias
 from ..module import Module
-from ..parameter import Parameter, Buffer
-from .linear import _check_size
+from ..parameter import Buffer
+from .linear import _check_size, _optional_parameter
+
+
+def _reset_affine(layer):
+    """The norms' default affine parameters: weight = 1, bias = 0 (each only where the layer has it)."""
+    if layer.weight is not None:
+        init.ones_(layer.weight)
+    if layer.bias is not None:
+        init.zeros_(layer.bias)
 
 
 class _BatchNorm(Module):
@@ -25,11 +33,8 @@ class _BatchNorm(Module):
         _check_size(type(self).__name__, "num_features", num_features, allow_none=True)
         self.num_features, self.eps, self.momentum = num_features, eps, momentum
         self.affine, self.track_running_stats = affine, track_running_stats
-        for name, wanted in (("weight", affine), ("bias", affine and bias)):
-            if wanted:
-                setattr(self, name, Parameter.lazy((num_features,)))
-            else:
-                self.register_parameter(name, None)
+        _optional_parameter(self, "weight", (num_features,), affine)
+        _optional_parameter(self, "bias", (num_features,), affine and bias)
         if track_running_stats:
             self.running_mean = Buffer.lazy((num_features,))
             self.running_var = Buffer.lazy((num_features,))
@@ -63,10 +68,7 @@ class _BatchNorm(Module):
 
     def reset_parameters(self):
         self.reset_running_stats()
-        if self.weight is not None:
-            init.ones_(self.weight)
-        if self.bias is not None:
-            init.zeros_(self.bias)
+        _reset_affine(self)
 
     def forward(self, input):
         factor = 0.0 if self.momentum is None else self.momentum
@@ -121,14 +123,8 @@ class LayerNorm(Module):
         self.normalized_shape = None if normalized_shape is None else tuple(normalized_shape)
         self.eps, self.elementwise_affine = eps, elementwise_affine
         shape = self.parameter_shapes()["weight"]
-        if elementwise_affine:
-            self.weight = Parameter.lazy(shape)
-        else:
-            self.register_parameter("weight", None)
-        if elementwise_affine and bias:
-            self.bias = Parameter.lazy(shape)
-        else:
-            self.register_parameter("bias", None)
+        _optional_parameter(self, "weight", shape, elementwise_affine)
+        _optional_parameter(self, "bias", shape, elementwise_affine and bias)
         self.setup_lazy(device, dtype, weight_init=weight_init, bias_init=bias_init)
 
     def infer_sizes(self, x):
@@ -148,10 +144,7 @@ class LayerNorm(Module):
         return {}
 
     def reset_parameters(self):
-        if self.elementwise_affine:
-            init.ones_(self.weight)
-            if self.bias is not None:
-                init.zeros_(self.bias)
+        _reset_affine(self)
 
     def forward(self, input):
         return F.layer_norm(input, self.normalized_shape, self.weight, self.bias, self.eps)

@@ -211,7 +211,7 @@ def _placement(module, args):
     """(device, dtype) to materialize with: the first tensor input's device and floating dtype, as an eager
     first forward would; (None, None) when the model was placed with `.to()`, which then wins."""
     for t in list(module.parameters()) + list(module.buffers()):
-        if is_lazy(t) and t.__dict__.get("_place"):
+        if is_lazy(t) and (t._lazy.device is not None or t._lazy.dtype is not None):
             return None, None
     first = next((a for a in args if isinstance(a, Tensor)), None)
     if first is None:
