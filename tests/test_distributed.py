@@ -1,8 +1,8 @@
 """tinylazy.distributed, DistributedDataParallel and DistributedSampler.
 
-The multi-process tests launch ``mpiexec -n 2`` (and ``-n 3``, ``-n 1``) on tests/dist_worker.py, each
-launch bounded by a timeout, and assert that every rank reported ok (dist_worker.py holds the checks and
-says what each scenario compares). They are skipped, saying why, where mpi4py or mpiexec is missing
+The multi-process tests launch ``mpiexec -n 2`` (and ``-n 3``, ``-n 1``) on tests/dist/worker.py, each
+launch bounded by a timeout, and assert that every rank reported ok (the scenarios in tests/dist/, one
+module per topic, hold the checks and say what each compares). They are skipped, saying why, where mpi4py or mpiexec is missing
 (``pip install mpi4py mpich``). The tests below them run in this process without MPI: the autograd
 hooks DDP builds on, the sampler against PyTorch's, and the errors.
 """
@@ -25,7 +25,7 @@ from tinylazy.utils.data import DataLoader, DistributedSampler, TensorDataset
 import helpers
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-WORKER = os.path.join(HERE, "dist_worker.py")
+WORKER = os.path.join(HERE, "dist", "worker.py")
 
 
 def _mpiexec():
@@ -53,9 +53,10 @@ needs_mpi = pytest.mark.skipif(not HAVE_MPI, reason="mpi4py or mpiexec is not in
                                                     "(pip install mpi4py mpich, or pip install -e '.[mpi]')")
 
 SCENARIOS = ["collectives", "train_mlp", "train_lenet", "batchnorm_buffers", "no_sync_accumulation",
-             "shared_and_unused", "buckets_overlap", "mismatch", "sampler", "nccl_emulated"]
-ODD = ["collectives", "train_mlp", "no_sync_accumulation", "shared_and_unused", "mismatch", "sampler",
-       "nccl_emulated"]
+             "shared_and_unused", "buckets_overlap", "bucket_order", "no_sync_then_unused", "bucket_views",
+             "mismatch", "wrapper_api", "sampler", "nccl_emulated"]
+ODD = ["collectives", "train_mlp", "no_sync_accumulation", "shared_and_unused", "bucket_order", "no_sync_then_unused",
+       "mismatch", "sampler", "nccl_emulated"]
 
 
 def launch(n, scenarios, timeout=120, results_dir=None):
