@@ -13,14 +13,18 @@
    - raw AVG: what a hand-written mpi4py average of the same gradients does, with the same buckets:
      gradient / world written into the flat array (fresh), or divided in place (in the bucket), then
      `Allreduce` per bucket. This is the fair baseline: the same arithmetic, without the framework.
+     Also with the calls tinylazy makes (`Iallreduce` per bucket, `Waitall`): MPI's non-blocking
+     all-reduce may take another algorithm than the blocking one; tinylazy needs it to start buckets
+     during backward and to bound its waits.
    Each round times every variant once, in a new shuffled order (the same on every rank), each after a
    barrier; the ratio raw/tinylazy is taken per round (both under the same load) and the table gives its
    median and interquartile range over the rounds. Target: >= 90%.
 2. Overlap. One training step (forward, backward, SGD) with DDP, against the same step under `no_sync()`
    (the compute alone, no all-reduce), alternated per round. And, instrumented, when each bucket's
    all-reduce starts relative to the end of backward (autograd's end callback): negative means the bucket
-   started while backward was still running; "after backward" is the time from backward's end to every
-   gradient averaged (the exposed part).
+   started while backward was still running; then the time from backward's end to every gradient
+   averaged (the exposed part), and the same from the moment the last rank ended its backward (what is
+   left once the wait for the slower rank is taken out: the communication that did not hide).
 
 Each rank is one process; on a machine with fewer free cores than ranks the ranks compete for the CPU, and
 without an MPI progress thread (MPICH_ASYNC_PROGRESS unset) a started all-reduce moves only inside MPI calls.
@@ -112,16 +116,26 @@ def bandwidth(width, cap_mb, rounds, comm, MPI):
                 np.divide(p.grad.array, world, out=view)
             comm.Allreduce(MPI.IN_PLACE, b.flat)
 
+    def raw_avg_fresh_nonblocking():                # the same, with the calls tinylazy makes
+        requests = []
+        for b in reducer.buckets:
+            for p, view in zip(b.params, b.views):
+                np.divide(p.grad.array, world, out=view)
+            requests.append(comm.Iallreduce(MPI.IN_PLACE, b.flat))
+        MPI.Request.Waitall(requests)
+
     def raw_avg_in_bucket():
         for b in reducer.buckets:
             np.divide(b.flat, world, out=b.flat)
             comm.Allreduce(MPI.IN_PLACE, b.flat)
     variants = {"ours fresh": ours, "ours in bucket": ours, "raw sum": raw_sum,
-                "raw avg fresh": raw_avg_fresh, "raw avg in bucket": raw_avg_in_bucket}
+                "raw avg fresh": raw_avg_fresh, "raw avg in bucket": raw_avg_in_bucket,
+                "raw avg fresh nb": raw_avg_fresh_nonblocking}
     t = rounds_of(variants, rounds, comm, seed=1, setup=setup)
     ratio = {k: [r / o for r, o in zip(t[raw], t[mine])] for k, raw, mine in (
         ("sum/fresh", "raw sum", "ours fresh"), ("sum/in", "raw sum", "ours in bucket"),
-        ("avg/fresh", "raw avg fresh", "ours fresh"), ("avg/in", "raw avg in bucket", "ours in bucket"))}
+        ("avg/fresh", "raw avg fresh", "ours fresh"), ("avg/in", "raw avg in bucket", "ours in bucket"),
+        ("nb/fresh", "raw avg fresh nb", "ours fresh"))}
     return {"width": width, "cap_mb": cap_mb, "buckets": len(reducer.buckets), "MB": nbytes / 1e6,
             "times": t, "ratio": ratio, "nbytes": nbytes}
 
@@ -168,9 +182,13 @@ def overlap(width, batch, cap_mb, rounds, comm):
         del group.all_reduce, reducer.finish
     n = len(reducer.buckets)
     per_bucket = [[(s[k] - e) * 1e3 for s, e in zip(starts, ends)] for k in range(n)]
+    # perf_counter is the machine's monotonic clock (Linux), the same in both processes: the last rank to
+    # end backward tells how much of the wait was for the slower rank rather than for communication
+    last = [max(e) for e in zip(*comm.allgather(ends))]
     return {"width": width, "batch": batch, "cap_mb": cap_mb, "buckets": n, "times": t,
             "ratio": [d / c for d, c in zip(t["ddp"], t["compute"])], "starts_ms": per_bucket,
-            "after_ms": [(d - e) * 1e3 for d, e in zip(done, ends)]}
+            "after_ms": [(d - e) * 1e3 for d, e in zip(done, ends)],
+            "after_last_ms": [(d - e) * 1e3 for d, e in zip(done, last)]}
 
 
 def main():
@@ -202,28 +220,31 @@ def main():
              "## Averaging an MLP's float32 gradients (784-W-W-10) after backward", "",
              "| W | cap | buckets | MB | tinylazy, fresh grads | tinylazy, grads in bucket | raw SUM only | "
              "raw AVG, fresh | raw AVG, in bucket | raw AVG/tinylazy fresh | raw AVG/tinylazy in bucket | "
-             "raw SUM/tinylazy fresh | raw SUM/tinylazy in bucket |",
-             "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
+             "raw SUM/tinylazy fresh | raw SUM/tinylazy in bucket | raw AVG, fresh, Iallreduce+Waitall | "
+             "that/tinylazy fresh |",
+             "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
     for r in rows:
         t, q = r["times"], r["ratio"]
         ms = [spread(t[k], 1e3) + " ms" for k in ("ours fresh", "ours in bucket", "raw sum", "raw avg fresh",
                                                    "raw avg in bucket")]
         pc = [spread(q[k], 100, "{:.0f}") + "%" for k in ("avg/fresh", "avg/in", "sum/fresh", "sum/in")]
-        lines.append(f"| {r['width']} | {r['cap_mb']} MiB | {r['buckets']} | {r['MB']:.2f} | " + " | ".join(ms + pc)
-                     + " |")
+        nb = [spread(t["raw avg fresh nb"], 1e3) + " ms", spread(q["nb/fresh"], 100, "{:.0f}") + "%"]
+        lines.append(f"| {r['width']} | {r['cap_mb']} MiB | {r['buckets']} | {r['MB']:.2f} | "
+                     + " | ".join(ms + pc + nb) + " |")
     lines += ["", "Bandwidth (gradient bytes / median time), GB/s: " + "; ".join(
         f"W={r['width']}/{r['cap_mb']} MiB: tinylazy fresh {r['nbytes'] / statistics.median(r['times']['ours fresh']) / 1e9:.2f}, "
         f"raw AVG fresh {r['nbytes'] / statistics.median(r['times']['raw avg fresh']) / 1e9:.2f}, "
         f"raw SUM {r['nbytes'] / statistics.median(r['times']['raw sum']) / 1e9:.2f}" for r in rows) + ".", "",
               "## A training step (batch 64 per rank, SGD): DDP vs the same step under no_sync() (compute alone)",
               "", "| W | cap | buckets | DDP step | compute alone | DDP/compute (per round) | bucket starts, ms "
-              "from backward's end (median per bucket, in start order) | from backward's end to grads averaged |",
-              "| --- | --- | --- | --- | --- | --- | --- | --- |"]
+              "from backward's end (median per bucket, in start order) | from backward's end to grads averaged | "
+              "from the last rank's backward end to grads averaged |",
+              "| --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
     for s in steps:
         starts = ", ".join(f"{statistics.median(v):+.1f}" for v in s["starts_ms"])
         lines.append(f"| {s['width']} | {s['cap_mb']} MiB | {s['buckets']} | {spread(s['times']['ddp'], 1e3)} ms | "
                      f"{spread(s['times']['compute'], 1e3)} ms | {spread(s['ratio'], 100, '{:.0f}')}% | {starts} | "
-                     f"{spread(s['after_ms'])} ms |")
+                     f"{spread(s['after_ms'])} ms | {spread(s['after_last_ms'])} ms |")
     text = "\n".join(lines) + "\n"
     print(text)
     os.makedirs(args.out, exist_ok=True)

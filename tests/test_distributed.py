@@ -248,6 +248,22 @@ def test_without_a_process_group_the_errors_say_what_to_do():
         dist.init_process_group("mpi", timeout=-1)
 
 
+def test_backend_availability_follows_the_installed_packages(monkeypatch):
+    assert dist.is_available()
+    assert dist.is_mpi_available() == (importlib.util.find_spec("mpi4py") is not None)
+    assert dist.is_nccl_available() == (dist.is_mpi_available() and importlib.util.find_spec("cupy") is not None)
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None)     # as if nothing were installed
+    assert not dist.is_mpi_available() and not dist.is_nccl_available()
+
+
+def test_ddp_arguments_are_checked_before_anything_happens():
+    for kwargs, match in (({"dim": 1}, "only dim=0"), ({"bucket_cap_mb": 0}, "bucket_cap_mb must be positive")):
+        with pytest.raises(ValueError, match=match):
+            nn.parallel.DistributedDataParallel(nn.Linear(2, 2), **kwargs)
+    with pytest.raises(TypeError, match="expected an nn.Module, got function"):
+        nn.parallel.DistributedDataParallel(lambda x: x)
+
+
 def test_a_missing_mpi4py_names_the_install_command(monkeypatch):
     monkeypatch.setitem(sys.modules, "mpi4py", None)            # `from mpi4py import MPI` now fails
     with pytest.raises(dist.DistributedError, match=r"pip install mpi4py mpich"):

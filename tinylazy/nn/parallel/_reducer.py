@@ -117,6 +117,10 @@ class Reducer:
             b.ready.clear()
             b.work = None
 
+    def disarm(self):
+        """A forward under no_sync(): its backward only accumulates (what it touches counts as used)."""
+        self.armed = False
+
     def _grad_ready(self, p):
         if not self.armed:                    # no_sync(): remember it for the next synchronizing backward
             self.used.add(id(p))

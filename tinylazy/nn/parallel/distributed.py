@@ -110,7 +110,7 @@ class DistributedDataParallel(Module):
             if self.require_backward_grad_sync:
                 self.reducer.prepare()
             else:
-                self.reducer.armed = False    # this graph's backward accumulates locally
+                self.reducer.disarm()         # this graph's backward accumulates locally
         return out
 
     @contextlib.contextmanager
