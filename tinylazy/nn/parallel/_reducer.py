@@ -34,7 +34,7 @@ from ... import distributed as dist
 
 class Bucket:
     """Parameters whose gradients travel together in one flat array; `views[k]` is parameter k's slice,
-    shaped like it, which becomes its `.grad` after the all-reduce (no copy back)."""
+    shaped like it, which becomes its `.grad` after the all-reduce (or is copied into it: `as_view=False`)."""
     __slots__ = ("params", "flat", "views", "flags", "ready", "work")
 
     def __init__(self, params):
