@@ -57,6 +57,11 @@ def spread(values, scale=1.0, fmt="{:.2f}"):
     return f"{fmt.format(statistics.median(v))} [{fmt.format(q1)}-{fmt.format(q3)}]"
 
 
+def gbps(row, name):
+    """Gradient bytes over the median time of variant `name`, in GB/s."""
+    return row["nbytes"] / statistics.median(row["times"][name]) / 1e9
+
+
 def rounds_of(variants, rounds, comm, seed, setup=None):
     """{name: [seconds per round]}: every variant once per round, in a shuffled order (the same on every
     rank); `setup(name)` runs untimed before each."""
@@ -232,9 +237,8 @@ def main():
         lines.append(f"| {r['width']} | {r['cap_mb']} MiB | {r['buckets']} | {r['MB']:.2f} | "
                      + " | ".join(ms + pc + nb) + " |")
     lines += ["", "Bandwidth (gradient bytes / median time), GB/s: " + "; ".join(
-        f"W={r['width']}/{r['cap_mb']} MiB: tinylazy fresh {r['nbytes'] / statistics.median(r['times']['ours fresh']) / 1e9:.2f}, "
-        f"raw AVG fresh {r['nbytes'] / statistics.median(r['times']['raw avg fresh']) / 1e9:.2f}, "
-        f"raw SUM {r['nbytes'] / statistics.median(r['times']['raw sum']) / 1e9:.2f}" for r in rows) + ".", "",
+        f"W={r['width']}/{r['cap_mb']} MiB: tinylazy fresh {gbps(r, 'ours fresh'):.2f}, raw AVG fresh "
+        f"{gbps(r, 'raw avg fresh'):.2f}, raw SUM {gbps(r, 'raw sum'):.2f}" for r in rows) + ".", "",
               "## A training step (batch 64 per rank, SGD): DDP vs the same step under no_sync() (compute alone)",
               "", "| W | cap | buckets | DDP step | compute alone | DDP/compute (per round) | bucket starts, ms "
               "from backward's end (median per bucket, in start order) | from backward's end to grads averaged | "

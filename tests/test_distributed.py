@@ -1,10 +1,11 @@
 """tinylazy.distributed, DistributedDataParallel and DistributedSampler.
 
-The multi-process tests launch ``mpiexec -n 2`` (and ``-n 3``, ``-n 1``) on tests/dist/worker.py, each
-launch bounded by a timeout, and assert that every rank reported ok (the scenarios in tests/dist/, one
-module per topic, hold the checks and say what each compares). They are skipped, saying why, where mpi4py or mpiexec is missing
-(``pip install mpi4py mpich``). The tests below them run in this process without MPI: the autograd
-hooks DDP builds on, the sampler against PyTorch's, and the errors.
+The multi-process tests launch ``mpiexec -n 2`` (and ``-n 3``, ``-n 1``) on tests/dist_scenarios/worker.py,
+each launch bounded by a timeout, and assert that every rank reported ok (the scenarios in
+tests/dist_scenarios/, one module per topic, hold the checks and say what each compares). They are
+skipped, saying why, where mpi4py or mpiexec is missing (``pip install mpi4py mpich``). The tests below
+them run in this process without MPI: the autograd hooks DDP builds on, the sampler against PyTorch's,
+and the errors.
 """
 import importlib.util
 import json
@@ -25,7 +26,7 @@ from tinylazy.utils.data import DataLoader, DistributedSampler, TensorDataset
 import helpers
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-WORKER = os.path.join(HERE, "dist", "worker.py")
+WORKER = os.path.join(HERE, "dist_scenarios", "worker.py")
 
 
 def _mpiexec():

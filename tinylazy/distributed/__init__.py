@@ -22,8 +22,8 @@ import numbers
 from ..tensor import Tensor
 
 __all__ = ["ReduceOp", "init_process_group", "is_initialized", "is_available", "is_mpi_available",
-           "is_nccl_available", "get_rank", "get_world_size", "get_backend", "barrier", "broadcast", "all_reduce", "all_gather", "all_gather_object",
-           "destroy_process_group", "DistributedError"]
+           "is_nccl_available", "get_rank", "get_world_size", "get_backend", "barrier", "broadcast",
+           "all_reduce", "all_gather", "all_gather_object", "destroy_process_group", "DistributedError"]
 
 MPI_HINT = "pip install mpi4py mpich   (or: pip install 'tinylazy[mpi]')"
 DEFAULT_TIMEOUT = 1800.0          # seconds
