@@ -1,20 +1,33 @@
 """Distributed data parallel on the CPU: the bucketed all-reduce's bandwidth, and the overlap in a step.
 
-    OMP_NUM_THREADS=1 mpiexec -n 2 python bench/dist_allreduce.py [--rounds 30] [--out bench/results]
+    OMP_NUM_THREADS=1 mpiexec -n 2 python bench/dist_allreduce.py [--rounds 15] [--out bench/results]
 
-1. Bandwidth. An MLP's gradients (float32) are averaged the way DistributedDataParallel does it after
-   backward (`Reducer.finish`: copy each bucket's gradients into its flat array, start a non-blocking
-   all-reduce per bucket, wait for all, divide, copy back into `.grad`), and, on the very same flat
-   arrays, with raw mpi4py: `comm.Allreduce(MPI.IN_PLACE, flat)` per bucket, nothing else, and the same
-   non-blocking calls tinylazy makes (`Iallreduce` per bucket, `Waitall`). Bandwidth is the gradient bytes
-   over the time; the ratio raw/tinylazy is what the framework costs (target >= 90%).
-2. Overlap. One training step (forward, backward, SGD) of the same model with DDP, against the same step
-   under `no_sync()` (the compute alone: no all-reduce at all). "Exposed communication" is the difference;
-   compared with the all-reduce alone (1.), the rest was hidden behind backward.
+1. Bandwidth. An MLP's float32 gradients are averaged the way DistributedDataParallel does it when backward
+   has ended with no bucket started (`Reducer.finish`: per bucket, gradient / world written into the
+   bucket's flat array, a non-blocking all-reduce, then wait for all and make each `.grad` its slice).
+   Two cases: fresh gradients (backward after `zero_grad()`: `.grad` is a new array, copied into the
+   bucket) and gradients already in the bucket (`zero_grad(set_to_none=False)`: backward accumulated into
+   the slices, divided in place). Against raw mpi4py on the same flat arrays:
+   - raw SUM: `comm.Allreduce(MPI.IN_PLACE, flat)` per bucket and nothing else. The lower bound, but not
+     like with like: it neither averages nor gathers the gradients into the buffer.
+   - raw AVG: what a hand-written mpi4py average of the same gradients does, with the same buckets:
+     gradient / world written into the flat array (fresh), or divided in place (in the bucket), then
+     `Allreduce` per bucket. This is the fair baseline: the same arithmetic, without the framework.
+     Also with the calls tinylazy makes (`Iallreduce` per bucket, `Waitall`): MPI's non-blocking
+     all-reduce may take another algorithm than the blocking one; tinylazy needs it to start buckets
+     during backward and to bound its waits.
+   Each round times every variant once, in a new shuffled order (the same on every rank), each after a
+   barrier; the ratio raw/tinylazy is taken per round (both under the same load) and the table gives its
+   median and interquartile range over the rounds. Target: >= 90%.
+2. Overlap. One training step (forward, backward, SGD) with DDP, against the same step under `no_sync()`
+   (the compute alone, no all-reduce), alternated per round. And, instrumented, when each bucket's
+   all-reduce starts relative to the end of backward (autograd's end callback): negative means the bucket
+   started while backward was still running; then the time from backward's end to every gradient
+   averaged (the exposed part), and the same from the moment the last rank ended its backward (what is
+   left once the wait for the slower rank is taken out: the communication that did not hide).
 
-The measurements are interleaved, in a new shuffled order each round (the same on every rank), each after
-a barrier, and the tables give medians. Each rank
-is one process; on a machine with fewer free cores than ranks, the ranks also compete for the CPU.
+Each rank is one process; on a machine with fewer free cores than ranks the ranks compete for the CPU, and
+without an MPI progress thread (MPICH_ASYNC_PROGRESS unset) a started all-reduce moves only inside MPI calls.
 """
 import argparse
 import datetime
@@ -37,43 +50,99 @@ def mlp(width):
     return nn.Sequential(nn.LazyLinear(width), nn.ReLU(), nn.LazyLinear(width), nn.ReLU(), nn.LazyLinear(10))
 
 
-def timed(fn, comm):
-    comm.Barrier()
-    start = time.perf_counter()
-    fn()
-    return time.perf_counter() - start
+def spread(values, scale=1.0, fmt="{:.2f}"):
+    """'median [q1-q3]' of `values` times `scale`."""
+    v = sorted(x * scale for x in values)
+    q1, med, q3 = (statistics.quantiles(v, n=4, method="inclusive") if len(v) > 1 else (v[0], v[0], v[0]))
+    return f"{fmt.format(statistics.median(v))} [{fmt.format(q1)}-{fmt.format(q3)}]"
+
+
+def gbps(row, name):
+    """Gradient bytes over the median time of variant `name`, in GB/s."""
+    return row["nbytes"] / statistics.median(row["times"][name]) / 1e9
+
+
+def rounds_of(variants, rounds, comm, seed, setup=None):
+    """{name: [seconds per round]}: every variant once per round, in a shuffled order (the same on every
+    rank); `setup(name)` runs untimed before each."""
+    times = {name: [] for name in variants}
+    names = list(variants)
+    order = np.random.default_rng(seed)
+    for name in names:                              # warm up
+        if setup:
+            setup(name)
+        variants[name]()
+    for _ in range(rounds):
+        for k in order.permutation(len(names)):
+            name = names[k]
+            if setup:
+                setup(name)
+            comm.Barrier()
+            start = time.perf_counter()
+            variants[name]()
+            times[name].append(time.perf_counter() - start)
+    return times
 
 
 def bandwidth(width, cap_mb, rounds, comm, MPI):
     tl.manual_seed(0)
     ddp = DDP(mlp(width), bucket_cap_mb=cap_mb)
     ddp(tl.ones(2, 784))
-    params = list(ddp.parameters())
-    for p in params:
-        p.grad = tl.randn(*p.shape)
-    reducer = ddp.reducer
-    nbytes = sum(p.array.nbytes for p in params)
+    reducer, world = ddp.reducer, dist.get_world_size()
+    params = [p for b in reducer.buckets for p in b.params]
+    rng = np.random.default_rng(dist.get_rank())
+    fresh = {id(p): rng.standard_normal(p.shape).astype(np.float32) for p in params}
+    nbytes = sum(a.nbytes for a in fresh.values())
 
-    def ours():
+    def setup(name):
+        """Fresh: each .grad a new array (as after zero_grad()); in bucket: the slices hold the gradients
+        (as after zero_grad(set_to_none=False) and a backward). Untimed."""
+        for b in reducer.buckets:
+            for p, view in zip(b.params, b.views):
+                if name.endswith("fresh"):
+                    p.grad = tl.Tensor(fresh[id(p)])
+                else:
+                    view[...] = fresh[id(p)]
+                    p.grad = tl.Tensor(view)
+
+    def ours():                                     # backward ended, no bucket started during it
         reducer.prepare()
+        for b in reducer.buckets:
+            b.ready.update(id(p) for p in b.params)
         reducer.finish()
 
-    def raw():
+    def raw_sum():
         for b in reducer.buckets:
             comm.Allreduce(MPI.IN_PLACE, b.flat)
 
-    def raw_nonblocking():                         # the same MPI calls as ours, without the framework
-        MPI.Request.Waitall([comm.Iallreduce(MPI.IN_PLACE, b.flat) for b in reducer.buckets])
-    ours(), raw(), raw_nonblocking()               # warm up
-    t_ours, t_raw, t_nb = [], [], []
-    order = np.random.default_rng(1)               # the same order on every rank: they must call alike
-    for _ in range(rounds):
-        for k in order.permutation(3):
-            [t_ours, t_raw, t_nb][k].append(timed([ours, raw, raw_nonblocking][k], comm))
-    mo, mr, mn = statistics.median(t_ours), statistics.median(t_raw), statistics.median(t_nb)
+    def raw_avg_fresh():
+        for b in reducer.buckets:
+            for p, view in zip(b.params, b.views):
+                np.divide(p.grad.array, world, out=view)
+            comm.Allreduce(MPI.IN_PLACE, b.flat)
+
+    def raw_avg_fresh_nonblocking():                # the same, with the calls tinylazy makes
+        requests = []
+        for b in reducer.buckets:
+            for p, view in zip(b.params, b.views):
+                np.divide(p.grad.array, world, out=view)
+            requests.append(comm.Iallreduce(MPI.IN_PLACE, b.flat))
+        MPI.Request.Waitall(requests)
+
+    def raw_avg_in_bucket():
+        for b in reducer.buckets:
+            np.divide(b.flat, world, out=b.flat)
+            comm.Allreduce(MPI.IN_PLACE, b.flat)
+    variants = {"ours fresh": ours, "ours in bucket": ours, "raw sum": raw_sum,
+                "raw avg fresh": raw_avg_fresh, "raw avg in bucket": raw_avg_in_bucket,
+                "raw avg fresh nb": raw_avg_fresh_nonblocking}
+    t = rounds_of(variants, rounds, comm, seed=1, setup=setup)
+    ratio = {k: [r / o for r, o in zip(t[raw], t[mine])] for k, raw, mine in (
+        ("sum/fresh", "raw sum", "ours fresh"), ("sum/in", "raw sum", "ours in bucket"),
+        ("avg/fresh", "raw avg fresh", "ours fresh"), ("avg/in", "raw avg in bucket", "ours in bucket"),
+        ("nb/fresh", "raw avg fresh nb", "ours fresh"))}
     return {"width": width, "cap_mb": cap_mb, "buckets": len(reducer.buckets), "MB": nbytes / 1e6,
-            "ours_ms": mo * 1e3, "raw_ms": mr * 1e3, "nb_ms": mn * 1e3, "ours_GBps": nbytes / mo / 1e9,
-            "raw_GBps": nbytes / mr / 1e9, "ratio": mr / mo, "nb_ratio": mn / mo}
+            "times": t, "ratio": ratio, "nbytes": nbytes}
 
 
 def overlap(width, batch, cap_mb, rounds, comm):
@@ -92,60 +161,94 @@ def overlap(width, batch, cap_mb, rounds, comm):
     def compute_only():
         with ddp.no_sync():
             step()
-    step(), compute_only()
-    t_ddp, t_compute = [], []
-    order = np.random.default_rng(2)
-    for _ in range(rounds):
-        for k in order.permutation(2):
-            [t_ddp, t_compute][k].append(timed([step, compute_only][k], comm))
-    return {"width": width, "batch": batch, "cap_mb": cap_mb, "buckets": len(ddp.reducer.buckets),
-            "ddp_ms": statistics.median(t_ddp) * 1e3,
-            "compute_ms": statistics.median(t_compute) * 1e3}
+    ddp(X)
+    t = rounds_of({"ddp": step, "compute": compute_only}, rounds, comm, seed=2)
+
+    # instrumented steps: each all-reduce's start and the end of backward, on the clock of this rank
+    reducer, group = ddp.reducer, ddp.group
+    starts, ends, done = [], [], []
+    finish, all_reduce = reducer.finish, group.all_reduce
+
+    def timed_all_reduce(array, op):
+        starts[-1].append(time.perf_counter())
+        return all_reduce(array, op)
+
+    def timed_finish():
+        ends.append(time.perf_counter())
+        finish()
+        done.append(time.perf_counter())
+    group.all_reduce, reducer.finish = timed_all_reduce, timed_finish
+    try:
+        for _ in range(rounds):
+            starts.append([])
+            comm.Barrier()
+            step()
+    finally:
+        del group.all_reduce, reducer.finish
+    n = len(reducer.buckets)
+    per_bucket = [[(s[k] - e) * 1e3 for s, e in zip(starts, ends)] for k in range(n)]
+    # perf_counter is the machine's monotonic clock (Linux), the same in both processes: the last rank to
+    # end backward tells how much of the wait was for the slower rank rather than for communication
+    last = [max(e) for e in zip(*comm.allgather(ends))]
+    return {"width": width, "batch": batch, "cap_mb": cap_mb, "buckets": n, "times": t,
+            "ratio": [d / c for d, c in zip(t["ddp"], t["compute"])], "starts_ms": per_bucket,
+            "after_ms": [(d - e) * 1e3 for d, e in zip(done, ends)],
+            "after_last_ms": [(d - e) * 1e3 for d, e in zip(done, last)]}
 
 
 def main():
     ap = argparse.ArgumentParser()
-    ap.add_argument("--rounds", type=int, default=30)
+    ap.add_argument("--rounds", type=int, default=15)
     ap.add_argument("--out", default="bench/results")
     ap.add_argument("--tag", default="", help="appended to the result file's name")
-    ap.add_argument("--note", default="", help="a line about the machine's state, written under the tables")
+    ap.add_argument("--note", default="", help="a line about the machine's state, written under the title")
     args = ap.parse_args()
     dist.init_process_group("mpi")
     comm, MPI = dist.group().comm, dist.group().MPI
-    rows = [bandwidth(w, cap, args.rounds, comm, MPI) for w, cap in ((256, 25), (1024, 25), (1024, 1), (2048, 25))]
-    steps = [overlap(w, b, cap, args.rounds, comm) for w, b, cap in ((1024, 64, 25), (1024, 64, 1), (2048, 64, 25),
+    load = os.getloadavg() if hasattr(os, "getloadavg") else None
+    rows = [bandwidth(w, cap, args.rounds, comm, MPI) for w, cap in ((256, 25), (1024, 25), (1024, 1), (2048, 25),
+                                                                      (2048, 4))]
+    steps = [overlap(w, b, cap, args.rounds, comm) for w, b, cap in ((1024, 64, 25), (1024, 64, 1),
                                                                       (2048, 64, 4))]
     if dist.get_rank() != 0:
         return
-    for s in steps:
-        match = next(r for r in rows if r["width"] == s["width"] and r["cap_mb"] == 25)   # all gradients, 1 bucket
-        s["exposed_ms"] = s["ddp_ms"] - s["compute_ms"]
-        s["allreduce_ms"] = match["ours_ms"]
     now = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
     library = MPI.Get_library_version().splitlines()[0].strip()
-    lines = [f"# DDP on the CPU, {dist.get_world_size()} ranks over MPI ({library})",
-             "", f"{now}, `bench/dist_allreduce.py --rounds {args.rounds}`, OMP_NUM_THREADS="
-             f"{os.environ.get('OMP_NUM_THREADS', 'unset')}, {os.cpu_count()} cores. {args.note}", "",
-             "## All-reduce of an MLP's float32 gradients (784-W-W-10): tinylazy's bucketed path vs raw mpi4py",
-             "", "| W | bucket cap | buckets | MB | tinylazy | raw Allreduce | raw Iallreduce+Waitall | tinylazy GB/s "
-             "| raw GB/s | raw/tinylazy | raw Iallreduce/tinylazy |",
-             "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
-    for r in rows:
-        lines.append(f"| {r['width']} | {r['cap_mb']} MiB | {r['buckets']} | {r['MB']:.2f} | {r['ours_ms']:.2f} ms | "
-                     f"{r['raw_ms']:.2f} ms | {r['nb_ms']:.2f} ms | {r['ours_GBps']:.2f} | {r['raw_GBps']:.2f} | "
-                     f"{r['ratio']:.0%} | {r['nb_ratio']:.0%} |")
-    lines += ["", "## A training step (batch per rank, SGD): DDP vs the same step under no_sync() (compute alone)",
-              "", "| W | batch/rank | bucket cap | buckets | DDP step | compute alone | exposed communication | "
-              "all-reduce alone |", "| --- | --- | --- | --- | --- | --- | --- | --- |"]
-    for s in steps:
-        lines.append(f"| {s['width']} | {s['batch']} | {s['cap_mb']} MiB | {s['buckets']} | {s['ddp_ms']:.2f} ms | "
-                     f"{s['compute_ms']:.2f} ms | "
-                     f"{s['exposed_ms']:.2f} ms | {s['allreduce_ms']:.2f} ms |")
     progress = os.environ.get("MPICH_ASYNC_PROGRESS", "unset")
-    lines += ["", f"MPICH_ASYNC_PROGRESS={progress}: " + (
-        "a progress thread per rank advances started all-reduces while Python computes." if progress == "1" else
-        "no progress thread: MPI advances a started all-reduce only inside MPI calls (when the next bucket "
-        "starts, and in the final wait).")]
+    lines = [f"# DDP on the CPU, {dist.get_world_size()} ranks over MPI ({library})", "",
+             f"{now}, `bench/dist_allreduce.py --rounds {args.rounds}`, OMP_NUM_THREADS="
+             f"{os.environ.get('OMP_NUM_THREADS', 'unset')}, MPICH_ASYNC_PROGRESS={progress}, {os.cpu_count()} "
+             f"cores, load average at the start {' '.join(f'{x:.2f}' for x in load) if load else '?'}. "
+             f"{args.note}", "",
+             "Times: median [interquartile range] over the rounds, rank 0's clock. Ratios raw/tinylazy: taken "
+             "per round, then the median [IQR]; >= 100% means tinylazy was at least as fast.", "",
+             "## Averaging an MLP's float32 gradients (784-W-W-10) after backward", "",
+             "| W | cap | buckets | MB | tinylazy, fresh grads | tinylazy, grads in bucket | raw SUM only | "
+             "raw AVG, fresh | raw AVG, in bucket | raw AVG/tinylazy fresh | raw AVG/tinylazy in bucket | "
+             "raw SUM/tinylazy fresh | raw SUM/tinylazy in bucket | raw AVG, fresh, Iallreduce+Waitall | "
+             "that/tinylazy fresh |",
+             "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
+    for r in rows:
+        t, q = r["times"], r["ratio"]
+        ms = [spread(t[k], 1e3) + " ms" for k in ("ours fresh", "ours in bucket", "raw sum", "raw avg fresh",
+                                                   "raw avg in bucket")]
+        pc = [spread(q[k], 100, "{:.0f}") + "%" for k in ("avg/fresh", "avg/in", "sum/fresh", "sum/in")]
+        nb = [spread(t["raw avg fresh nb"], 1e3) + " ms", spread(q["nb/fresh"], 100, "{:.0f}") + "%"]
+        lines.append(f"| {r['width']} | {r['cap_mb']} MiB | {r['buckets']} | {r['MB']:.2f} | "
+                     + " | ".join(ms + pc + nb) + " |")
+    lines += ["", "Bandwidth (gradient bytes / median time), GB/s: " + "; ".join(
+        f"W={r['width']}/{r['cap_mb']} MiB: tinylazy fresh {gbps(r, 'ours fresh'):.2f}, raw AVG fresh "
+        f"{gbps(r, 'raw avg fresh'):.2f}, raw SUM {gbps(r, 'raw sum'):.2f}" for r in rows) + ".", "",
+              "## A training step (batch 64 per rank, SGD): DDP vs the same step under no_sync() (compute alone)",
+              "", "| W | cap | buckets | DDP step | compute alone | DDP/compute (per round) | bucket starts, ms "
+              "from backward's end (median per bucket, in start order) | from backward's end to grads averaged | "
+              "from the last rank's backward end to grads averaged |",
+              "| --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
+    for s in steps:
+        starts = ", ".join(f"{statistics.median(v):+.1f}" for v in s["starts_ms"])
+        lines.append(f"| {s['width']} | {s['cap_mb']} MiB | {s['buckets']} | {spread(s['times']['ddp'], 1e3)} ms | "
+                     f"{spread(s['times']['compute'], 1e3)} ms | {spread(s['ratio'], 100, '{:.0f}')}% | {starts} | "
+                     f"{spread(s['after_ms'])} ms | {spread(s['after_last_ms'])} ms |")
     text = "\n".join(lines) + "\n"
     print(text)
     os.makedirs(args.out, exist_ok=True)

@@ -1,5 +1,6 @@
 """A host emulation of the parts of CuPy and `cupy.cuda.nccl` that the "nccl" backend calls, for machines
-without a GPU (used by the `nccl_emulated` scenario of dist_worker.py, under mpiexec).
+without a GPU (used by the `nccl_emulated` scenario of tests/dist_scenarios/collectives.py, under
+mpiexec).
 
 "Device" arrays are NumPy arrays of the subclass `HostCudaArray`, which answers `.data.ptr` (the address
 of its first byte) and `.device.id` as a CuPy array does. The communicator takes raw pointers, counts and

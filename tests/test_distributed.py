@@ -1,10 +1,11 @@
 """tinylazy.distributed, DistributedDataParallel and DistributedSampler.
 
-The multi-process tests launch ``mpiexec -n 2`` (and ``-n 3``, ``-n 1``) on tests/dist_worker.py, each
-launch bounded by a timeout, and assert that every rank reported ok (dist_worker.py holds the checks and
-says what each scenario compares). They are skipped, saying why, where mpi4py or mpiexec is missing
-(``pip install mpi4py mpich``). The tests below them run in this process without MPI: the autograd
-hooks DDP builds on, the sampler against PyTorch's, and the errors.
+The multi-process tests launch ``mpiexec -n 2`` (and ``-n 3``, ``-n 1``) on tests/dist_scenarios/worker.py,
+each launch bounded by a timeout, and assert that every rank reported ok (the scenarios in
+tests/dist_scenarios/, one module per topic, hold the checks and say what each compares). They are
+skipped, saying why, where mpi4py or mpiexec is missing (``pip install mpi4py mpich``). The tests below
+them run in this process without MPI: the autograd hooks DDP builds on, the sampler against PyTorch's,
+and the errors.
 """
 import importlib.util
 import json
@@ -25,7 +26,7 @@ from tinylazy.utils.data import DataLoader, DistributedSampler, TensorDataset
 import helpers
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-WORKER = os.path.join(HERE, "dist_worker.py")
+WORKER = os.path.join(HERE, "dist_scenarios", "worker.py")
 
 
 def _mpiexec():
@@ -53,9 +54,10 @@ needs_mpi = pytest.mark.skipif(not HAVE_MPI, reason="mpi4py or mpiexec is not in
                                                     "(pip install mpi4py mpich, or pip install -e '.[mpi]')")
 
 SCENARIOS = ["collectives", "train_mlp", "train_lenet", "batchnorm_buffers", "no_sync_accumulation",
-             "shared_and_unused", "buckets_overlap", "mismatch", "sampler", "nccl_emulated"]
-ODD = ["collectives", "train_mlp", "no_sync_accumulation", "shared_and_unused", "mismatch", "sampler",
-       "nccl_emulated"]
+             "shared_and_unused", "buckets_overlap", "bucket_order", "no_sync_then_unused", "bucket_views",
+             "mismatch", "wrapper_api", "sampler", "nccl_emulated"]
+ODD = ["collectives", "train_mlp", "no_sync_accumulation", "shared_and_unused", "bucket_order", "no_sync_then_unused",
+       "mismatch", "sampler", "nccl_emulated"]
 
 
 def launch(n, scenarios, timeout=120, results_dir=None):
@@ -245,6 +247,22 @@ def test_without_a_process_group_the_errors_say_what_to_do():
         dist.init_process_group("gloo")
     with pytest.raises(ValueError, match="timeout must be a positive number"):
         dist.init_process_group("mpi", timeout=-1)
+
+
+def test_backend_availability_follows_the_installed_packages(monkeypatch):
+    assert dist.is_available()
+    assert dist.is_mpi_available() == (importlib.util.find_spec("mpi4py") is not None)
+    assert dist.is_nccl_available() == (dist.is_mpi_available() and importlib.util.find_spec("cupy") is not None)
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None)     # as if nothing were installed
+    assert not dist.is_mpi_available() and not dist.is_nccl_available()
+
+
+def test_ddp_arguments_are_checked_before_anything_happens():
+    for kwargs, match in (({"dim": 1}, "only dim=0"), ({"bucket_cap_mb": 0}, "bucket_cap_mb must be positive")):
+        with pytest.raises(ValueError, match=match):
+            nn.parallel.DistributedDataParallel(nn.Linear(2, 2), **kwargs)
+    with pytest.raises(TypeError, match="expected an nn.Module, got function"):
+        nn.parallel.DistributedDataParallel(lambda x: x)
 
 
 def test_a_missing_mpi4py_names_the_install_command(monkeypatch):

@@ -16,13 +16,14 @@ rank prints which collective timed out and aborts the whole job (``MPI_Abort``),
 has begun cannot be withdrawn.
 """
 import datetime
+import importlib.util
 import numbers
 
 from ..tensor import Tensor
 
-__all__ = ["ReduceOp", "init_process_group", "is_initialized", "is_available", "get_rank", "get_world_size",
-           "get_backend", "barrier", "broadcast", "all_reduce", "all_gather", "all_gather_object",
-           "destroy_process_group", "DistributedError"]
+__all__ = ["ReduceOp", "init_process_group", "is_initialized", "is_available", "is_mpi_available",
+           "is_nccl_available", "get_rank", "get_world_size", "get_backend", "barrier", "broadcast",
+           "all_reduce", "all_gather", "all_gather_object", "destroy_process_group", "DistributedError"]
 
 MPI_HINT = "pip install mpi4py mpich   (or: pip install 'tinylazy[mpi]')"
 DEFAULT_TIMEOUT = 1800.0          # seconds
@@ -49,6 +50,17 @@ _group = None                     # the default process group (one of the backen
 def is_available():
     """True: tinylazy.distributed is always importable (the backends are imported by init_process_group)."""
     return True
+
+
+def is_mpi_available():
+    """True when mpi4py is installed (the 'mpi' backend; whether an MPI library starts shows at init)."""
+    return importlib.util.find_spec("mpi4py") is not None
+
+
+def is_nccl_available():
+    """True when CuPy and mpi4py are installed (the 'nccl' backend needs both: NCCL for the data, MPI to
+    start); whether NCCL loads and a GPU answers shows at init."""
+    return is_mpi_available() and importlib.util.find_spec("cupy") is not None
 
 
 def is_initialized():

@@ -46,15 +46,27 @@ from ._reducer import Reducer
 class DistributedDataParallel(Module):
     """Wrap `module` for data-parallel training over the default process group (see the module doc).
 
-    Accepted for PyTorch's signature: `device_ids`, `output_device` (ignored: one device per process, the
-    input's), `dim` (must be 0), `process_group` (None: the default group), `find_unused_parameters` (always
-    on: parameters a rank did not use are averaged with zeros), `gradient_as_bucket_view` (ignored).
-    `bucket_cap_mb` sets the bucket size (default 25 MiB, PyTorch's).
+    `module` is the wrapped model (``ddp.module``); the wrapper's `state_dict()` keys carry the
+    ``module.`` prefix, as PyTorch's do (save ``ddp.module.state_dict()`` for a checkpoint that a plain
+    model loads). `bucket_cap_mb` sets the bucket size (default 25 MiB, PyTorch's).
+
+    PyTorch's other arguments, and what they mean here:
+    - `find_unused_parameters`: accepted, no effect; unused parameters are always handled, at no cost. A
+      parameter this rank did not use in the backward (nor in a `no_sync()` backward since the last sync)
+      contributes zeros to the average; one that no rank used keeps its `.grad` unchanged (None stays
+      None). PyTorch with False raises for such a parameter; with True it does the same as here.
+    - `gradient_as_bucket_view`: True by default here (PyTorch: False). After a synchronizing backward each
+      `.grad` is a view of its slice of the bucket: no copy back, no second copy of the gradients in
+      memory; but a `.grad` tensor kept from an earlier step changes at the next synchronizing backward,
+      and ``zero_grad(set_to_none=False)`` zeroes the bucket in place. False copies the average into each
+      parameter's own `.grad` array instead (one more pass over the gradients).
+    - `device_ids`, `output_device`: ignored (one device per process: the input's); `dim` must be 0;
+      `process_group` must be None or the default group; `static_graph`: accepted, no effect.
     """
 
     def __init__(self, module, device_ids=None, output_device=None, dim=0, broadcast_buffers=True,
                  process_group=None, bucket_cap_mb=25, find_unused_parameters=False,
-                 gradient_as_bucket_view=False):
+                 gradient_as_bucket_view=True, static_graph=False):
         super().__init__()
         if not isinstance(module, Module):
             raise TypeError(f"DistributedDataParallel: expected an nn.Module, got {type(module).__name__}")
@@ -68,6 +80,7 @@ class DistributedDataParallel(Module):
         self.module = module
         self.broadcast_buffers = bool(broadcast_buffers)
         self.bucket_bytes = int(bucket_cap_mb * 2 ** 20)
+        self.gradient_as_bucket_view = bool(gradient_as_bucket_view)
         self.require_backward_grad_sync = True
         self.reducer = None                            # built once the parameters exist and agree
         if not module.has_uninitialized_params():
@@ -93,8 +106,11 @@ class DistributedDataParallel(Module):
                 group.abort(f"DistributedDataParallel.forward raised {type(e).__name__}: {e} (the other ranks "
                             "would wait for this one forever)")
             raise
-        if self.require_backward_grad_sync and autograd.is_grad_enabled():
-            self.reducer.prepare()
+        if autograd.is_grad_enabled():
+            if self.require_backward_grad_sync:
+                self.reducer.prepare()
+            else:
+                self.reducer.disarm()         # this graph's backward accumulates locally
         return out
 
     @contextlib.contextmanager
@@ -147,7 +163,7 @@ class DistributedDataParallel(Module):
         tensors = list(module.parameters()) + list(module.buffers())
         self._broadcast(tensors)
         params = [p for p in module.parameters() if p.requires_grad]
-        self.reducer = Reducer(self.group, params, self.bucket_bytes)
+        self.reducer = Reducer(self.group, params, self.bucket_bytes, self.gradient_as_bucket_view)
 
     def _check_same(self, reports, names):
         if any(rep["names"] != names for rep in reports):
