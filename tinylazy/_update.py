@@ -16,6 +16,7 @@ import math
 import numpy as np
 
 from .backend import device_of, empty, xp_of
+from .capturing import hooks as _capture
 
 _BLOCK_BYTES = 256 << 10      # add_scaled's work block: fits in a core's L2 cache with room to spare
 _DIRECT_BYTES = 2 << 20       # add_scaled updates arrays up to this size with one plain temporary
@@ -124,9 +125,15 @@ def adam_update(p, g, m, v, vmax, work, *, step, lr, beta1, beta2, eps, weight_d
     if vmax is not None:
         xp.maximum(vmax, v, out=vmax)
         v = vmax
-    xp.sqrt(v, out=tmp)                                        # denom = sqrt(v) / sqrt(bc2) + eps
-    tmp /= math.sqrt(1 - beta2 ** step)
+    sqrt_bc2, neg_step_size = _capture.scalars(_adam_scales, step, lr, beta1, beta2)   # (per-step inputs of
+    xp.sqrt(v, out=tmp)                                        # a captured step) denom = sqrt(v) / sqrt(bc2) + eps
+    tmp /= sqrt_bc2
     tmp += eps
     xp.divide(m, tmp, out=tmp)                                 # p = p - step_size m / denom
-    tmp *= -(lr / (1 - beta1 ** step))
+    tmp *= neg_step_size
     p += tmp
+
+
+def _adam_scales(step, lr, beta1, beta2):
+    """Adam's step-dependent scalars: sqrt(1 - beta2^step) and -lr / (1 - beta1^step)."""
+    return math.sqrt(1 - beta2 ** step), -(lr / (1 - beta1 ** step))

@@ -158,7 +158,7 @@ def _class_column(W, ndim):
 def use_fused_kernel(x2, weight, has_ignored):
     """Whether cross_entropy runs `tinylazy.cuda.softmax_xent_fwd/bwd` (a fused kernel on cuda): CuPy (N, C)
     logits without class weights or ignored targets. On cpu the NumPy path below is the leaner one."""
-    return type(x2) is not np.ndarray and x2.ndim == 2 and weight is None and not has_ignored
+    return not isinstance(x2, np.ndarray) and x2.ndim == 2 and weight is None and not has_ignored
 
 
 class CrossEntropy(_ClassLoss):
