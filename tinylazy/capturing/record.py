@@ -120,6 +120,7 @@ def _run_dynamic(fn, args, kwargs):
 _HAS_OUT = {np.concatenate, np.sum, np.mean, np.max, np.min, np.amax, np.amin, np.prod, np.take, np.cumsum,
             np.einsum, np.stack, np.dot, np.clip, np.matmul}
 _FILLERS = {np.zeros_like: 0, np.ones_like: 1}
+_METHOD_OUT = {"sum", "mean", "max", "min", "prod", "any", "all", "cumsum", "cumprod", "clip", "take", "round"}
 _MUTATING = {"fill", "__setitem__", "sort", "put", "partition", "setfield", "itemset", "resize"}
 _READS = {"item", "tolist", "__float__", "__int__", "__bool__", "__index__", "__complex__", "tobytes"}
 
@@ -223,7 +224,9 @@ class Recorder:
             return result
         if type(result) is np.ndarray and _is_view_of(result, [me, a]):
             return result.view(Rec)
-        if name in ("copy", "astype"):
+        if name in _METHOD_OUT and "out" not in kw:
+            self.log(base, (me,) + a, dict(kw, out=buf))
+        elif name in ("copy", "astype"):
             self.log(np.copyto, (buf, me), {"casting": "unsafe"})
         elif name in ("reshape", "ravel", "flatten") and "order" not in kw and buf.flags.c_contiguous:
             self.log(np.copyto, (buf.reshape(me.shape), me), {})
