@@ -17,6 +17,7 @@ import numpy as np
 
 from . import _kernels, _update, _xpmath, backend
 from .backend import xp_of
+from .capturing import hooks as _capture
 
 # =============================== devices ===============================================================
 
@@ -361,6 +362,11 @@ def sgd_step(params, grads, bufs, lr, momentum=0.0, dampening=0.0, weight_decay=
                            first=first_step)
 
 
+def _adam_host_scalars(step, lr, beta1, beta2):
+    """The host scalars of the fused Adam kernel: lr / (1 - beta1^step) and sqrt(1 - beta2^step)."""
+    return lr / (1 - beta1 ** step), (1 - beta2 ** step) ** 0.5
+
+
 def adam_step(params, grads, exp_avgs, exp_avg_sqs, step, lr=1e-3, beta1=0.9, beta2=0.999, eps=1e-8,
               weight_decay=0.0, decoupled=False):
     """One step of torch.optim.Adam (decoupled=False) or AdamW (decoupled=True), the rule of
@@ -368,8 +374,7 @@ def adam_step(params, grads, exp_avgs, exp_avg_sqs, step, lr=1e-3, beta1=0.9, be
     On cuda: ONE kernel launch for all the parameters."""
     if not params:
         return
-    step_size = lr / (1 - beta1 ** step)
-    bias_correction2_sqrt = (1 - beta2 ** step) ** 0.5
+    step_size, bias_correction2_sqrt = _capture.scalars(_adam_host_scalars, step, lr, beta1, beta2)
     if _kernels.usable_lists(params, grads, exp_avgs, exp_avg_sqs):
         return _kernels.adam(params, grads, exp_avgs, exp_avg_sqs, lr, beta1, beta2, eps, weight_decay,
                              step_size, bias_correction2_sqrt, decoupled)

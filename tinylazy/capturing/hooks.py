@@ -44,6 +44,11 @@ class Counter(int):
         return self.states[0]["step"] + self.offset
 
 
+def capturing_graph():
+    """True while a CUDA graph is being captured: no host synchronization may happen then."""
+    return getattr(recorder, "graph", False)
+
+
 def counter(states, step):
     """`step` (the common ``"step"`` of the state dicts in `states`, which the caller advances by one after
     the update); while recording, a Counter, and every replay advances those state dicts."""

@@ -12,6 +12,7 @@ import numpy as np
 from .. import cuda
 from ..autograd import Function
 from ..backend import is_meta, xp_of
+from ..capturing import hooks as _capture
 from ..errors import ShapeError
 from ..meta import MetaArray
 from ..tensor import Tensor
@@ -80,8 +81,8 @@ def _as_ncd(x, t):
 
 def _check_targets(op, t, C, ignore_index):
     """Raise for a class index outside [0, C) that is not ignore_index. Returns whether any is ignored."""
-    if t.size == 0:
-        return False
+    if t.size == 0 or (_capture.capturing_graph() and not 0 <= ignore_index < C):
+        return False          # (no host sync may happen in a CUDA graph capture: targets go unchecked there)
     unsigned = t if t.dtype.kind == "u" else t.view(_UNSIGNED[t.dtype.itemsize])
     if int(unsigned.max()) < C:                           # one pass: viewed as unsigned, a negative index is huge
         return 0 <= ignore_index < C and bool((t == ignore_index).any())

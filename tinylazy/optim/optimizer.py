@@ -234,6 +234,7 @@ class Optimizer:
         for (_, _, step), members in cuda.items():
             ps = [p for p, _, _ in members]
             states = [st for _, st, _ in members]
+            step = _capture.counter([st for st in states if st is not None], step)
             if not self._fused(group, [p.array for p in ps], [p.grad.array for p in ps], states, step):
                 for p, st, work in members:
                     self._update_one(update, p, st, work)
