@@ -17,13 +17,14 @@ Every array the step touches stays alive, so each keeps its memory for the life 
 runs the same calls, in the same order, on the same memory. Arrays made by NumPy's creation functions
 (`np.empty`, `np.zeros`, ...) and plain views taken with `np.asarray`/`as_strided` would escape the
 subclass, so those functions are replaced by recording versions for the duration of the recording (and
-only then; recording is not thread-safe).
+only then; calls from other threads meanwhile get plain arrays; record one step at a time).
 
 A value that leaves the arrays for Python (`float(a)`, `a.item()`, `bool(a.any())`) is noted with its
 call site: whatever Python did with it is frozen into the program.
 """
 import functools
 import sys
+import threading
 
 import numpy as np
 
@@ -137,6 +138,7 @@ class Recorder:
         self.reads = []              # "file:line" of each value read into Python
         self.keep = []               # every array the program uses (keeps their memory)
         self.active = False
+        self.thread = threading.get_ident()      # NumPy calls of other threads are not the step's
 
     # --- the log ---------------------------------------------------------------------------------------
     def log(self, fn, args, kwargs):
@@ -265,22 +267,22 @@ class Rec(np.ndarray):
     """An ndarray whose NumPy calls are logged by the recorder of the step being recorded."""
 
     def __array_ufunc__(self, ufunc, method, *inputs, **kwargs):
-        rec = hooks.recorder
-        if rec is None or not rec.active:
+        rec = _recording()
+        if rec is None:
             return getattr(ufunc, method)(*_unwrap(inputs), **{k: _unwrap(v) for k, v in kwargs.items()})
         return rec.ufunc(ufunc, method, inputs, kwargs)
 
     def __array_function__(self, func, types, args, kwargs):
-        rec = hooks.recorder
-        if rec is None or not rec.active:
+        rec = _recording()
+        if rec is None:
             return func(*_unwrap(args), **{k: _unwrap(v) for k, v in kwargs.items()})
         return rec.function(func, args, kwargs)
 
 
 def _method(name):
     def method(self, *args, **kwargs):
-        rec = hooks.recorder
-        if rec is None or not rec.active:
+        rec = _recording()
+        if rec is None:
             return getattr(np.ndarray, name)(_plain(self), *_unwrap(args), **kwargs)
         return rec.method(name, self, args, kwargs)
     method.__name__ = name
@@ -299,7 +301,7 @@ for _name in ("reshape", "ravel", "flatten", "copy", "astype", "__getitem__", "_
 # --- NumPy's creation functions while recording ------------------------------------------------------------
 def _recording():
     rec = hooks.recorder
-    return rec if rec is not None and rec.active else None
+    return rec if rec is not None and rec.active and rec.thread == threading.get_ident() else None
 
 
 def _empty(*args, **kwargs):
