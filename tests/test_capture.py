@@ -228,3 +228,22 @@ def test_hooks_pass_values_through_outside_recording():
     assert hooks.fresh(lambda n: np.arange(n), 3).tolist() == [0, 1, 2]
     c = hooks.Counter(4, ({"step": 9},)) + 1
     assert c == 5 and c.current() == 10 and type(c * 2) is int
+
+
+def test_reset_records_again_after_a_hyperparameter_change():
+    batches = _batches("mlp", n=8)
+
+    def run(captured):
+        model, opt, step = _setup(opt_kind="adam")
+        if captured:
+            step = tl.capture(step)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", CaptureWarning)
+            for k, (x, y) in enumerate(batches):
+                if k == 4:
+                    opt.param_groups[0]["lr"] = 1e-2          # the learning rate is frozen in a program:
+                    if captured:
+                        step.reset()                           # record again
+                step(x, y)
+        return [p.array.copy() for p in model.parameters()]
+    assert all(a.tobytes() == b.tobytes() for a, b in zip(run(False), run(True)))
