@@ -247,3 +247,25 @@ def test_reset_records_again_after_a_hyperparameter_change():
                 step(x, y)
         return [p.array.copy() for p in model.parameters()]
     assert all(a.tobytes() == b.tobytes() for a, b in zip(run(False), run(True)))
+
+
+def test_cuda_graph_recorder_refuses_per_step_host_values():
+    """The host-side logic of the CUDA graph path (the graph itself needs a GPU: see capturing/graph.py)."""
+    from tinylazy.capturing.graph import GraphRecorder
+    from tinylazy.ops.class_loss import _check_targets
+    rec, st = GraphRecorder(), {"step": 3}
+    assert rec.counter([st], 3) == 3 and rec.refused is None          # counters advance on the host
+    assert rec.scalars(lambda s: (s * 2.0,), (3,)) == (6.0,)
+    assert "step count" in rec.refused
+    rec = GraphRecorder()
+    rec.fresh(np.zeros, (2,))
+    assert "random" in rec.refused
+    bad = np.array([0, 7])
+    with pytest.raises(IndexError, match="out of range"):
+        _check_targets("cross_entropy", bad, 5, -100)
+    hooks.recorder = GraphRecorder()
+    try:
+        assert hooks.capturing_graph()
+        assert _check_targets("cross_entropy", bad, 5, -100) is False  # no host sync inside a graph capture
+    finally:
+        hooks.recorder = None

@@ -149,7 +149,9 @@ class Recorder:
             self.ops.append(functools.partial(fn, *args, **kwargs))
 
     def note_read(self, what):
-        frame = sys._getframe(3)
+        frame = sys._getframe(1)
+        while frame.f_back is not None and frame.f_code.co_filename == __file__:     # the caller's line
+            frame = frame.f_back
         self.reads.append(f"{what} at {frame.f_code.co_filename}:{frame.f_lineno}")
 
     # --- the dispatch protocols ------------------------------------------------------------------------
