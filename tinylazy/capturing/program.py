@@ -12,7 +12,8 @@ import numpy as np
 from .. import backend
 from ..tensor import Tensor
 from . import hooks
-from .record import Rec, Recorder, install, uninstall
+from .creation import install, uninstall
+from .record import Rec, Recorder
 from .state import Swap
 
 
