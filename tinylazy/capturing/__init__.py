@@ -28,13 +28,14 @@ buffer with ``out=`` or in place. Why this and not a compiler: the program is th
 calls with the same arguments in the same order, so it computes the same bits (matmul with ``out=`` calls
 the same BLAS routine), and any op the engine gains is captured without capture-specific code.
 
-Three kinds of per-step Python state feed the program through hooks (hooks.py): the optimizer's step
-count (Adam's bias corrections are recomputed before each replay, and the state's "step" advances),
-dropout's random draws (each replay draws the next mask from the same counter-based Philox stream the eager
-step would use), and nothing else. Before a program is kept, it is run once from the state the recorded
-step started from and must reproduce that step bit for bit (program.py); if it does not, or if the step
-draws from a stateful generator (tl.randn inside the step), the signature runs eagerly with a
-`CaptureWarning` saying why.
+Two kinds of per-step Python state feed the program, through hooks (hooks.py): the optimizer's step count
+(Adam's bias corrections are recomputed before each replay, and the state's "step" advances) and dropout's
+random draws (each replay draws the next mask from the counter-based Philox stream, advancing it exactly as
+the eager step would). Before a program is kept, it is run once from the state the recorded step started
+from and must reproduce that step bit for bit (program.py); if it does not, or if the step draws from a
+stateful generator (tl.randn inside the step) or replaces a state array it reads, the signature runs
+eagerly with a `CaptureWarning` saying why. Recording therefore costs two steps and a copy of the state
+the step reaches; the program keeps every temporary of the step (no buffer is shared between two of them).
 
 What is frozen at record time (documented limits):
 - Python control flow that depends on values: a value read into Python while recording (``float(a)``,
