@@ -22,6 +22,7 @@ from .errors import ShapeError
 from . import cuda, utils, datasets
 from .serialization import save, load, CheckpointError
 from .safetensors_io import save_safetensors, load_safetensors
+from .capturing import capture, CaptureWarning
 
 half, float, double, long, int = float16, float32, float64, int64, int32     # PyTorch's dtype aliases
 

@@ -18,6 +18,7 @@ import numpy as np
 
 from . import fast
 from .backend import device_of, empty, xp_of
+from . import _capture_hooks as _capture
 
 _BLOCK_BYTES = 256 << 10      # add_scaled's work block: fits in a core's L2 cache with room to spare
 _DIRECT_BYTES = 2 << 20       # add_scaled updates arrays up to this size with one plain temporary
@@ -129,11 +130,12 @@ def adam_update(p, g, m, v, vmax, work, *, step, lr, beta1, beta2, eps, weight_d
     if vmax is not None:
         xp.maximum(vmax, v, out=vmax)
         v = vmax
-    xp.sqrt(v, out=tmp)                                        # denom = sqrt(v) / sqrt(bc2) + eps
-    tmp /= math.sqrt(1 - beta2 ** step)
+    sqrt_bc2, neg_step_size = _capture.scalars(_adam_scales, step, lr, beta1, beta2)   # (per-step inputs of
+    xp.sqrt(v, out=tmp)                                        # a captured step) denom = sqrt(v) / sqrt(bc2) + eps
+    tmp /= sqrt_bc2
     tmp += eps
     xp.divide(m, tmp, out=tmp)                                 # p = p - step_size m / denom
-    tmp *= -(lr / (1 - beta1 ** step))
+    tmp *= neg_step_size
     p += tmp
 
 
@@ -171,3 +173,8 @@ def adam_step(params, grads, exp_avgs, exp_avg_sqs, step, lr=1e-3, beta1=0.9, be
         return
     fast.adam_step(_adam_each, params, grads, exp_avgs, exp_avg_sqs, step, lr, beta1, beta2, eps, weight_decay,
                    decoupled)
+
+
+def _adam_scales(step, lr, beta1, beta2):
+    """Adam's step-dependent scalars: sqrt(1 - beta2^step) and -lr / (1 - beta1^step)."""
+    return math.sqrt(1 - beta2 ** step), -(lr / (1 - beta1 ** step))

@@ -20,6 +20,7 @@ import os
 import numpy as np
 
 from .. import backend
+from .. import _capture_hooks as _capture
 from . import kernels, tricks
 
 
@@ -139,8 +140,12 @@ def sgd_step(reference, params, grads, bufs, lr, momentum, dampening, weight_dec
 def adam_step(reference, params, grads, exp_avgs, exp_avg_sqs, step, lr, beta1, beta2, eps, weight_decay, decoupled):
     """The kernel adam_<t>, in place, else reference(params, grads, exp_avgs, exp_avg_sqs, step, lr, ...)."""
     if usable_lists(params, grads, exp_avgs, exp_avg_sqs):
-        step_size = lr / (1 - beta1 ** step)
-        bias_correction2_sqrt = (1 - beta2 ** step) ** 0.5
+        step_size, bias_correction2_sqrt = _capture.scalars(_adam_host_scalars, step, lr, beta1, beta2)
         return kernels.adam(params, grads, exp_avgs, exp_avg_sqs, lr, beta1, beta2, eps, weight_decay,
                             step_size, bias_correction2_sqrt, decoupled)
     return reference(params, grads, exp_avgs, exp_avg_sqs, step, lr, beta1, beta2, eps, weight_decay, decoupled)
+
+
+def _adam_host_scalars(step, lr, beta1, beta2):
+    """The host scalars of the fused Adam kernel: lr / (1 - beta1^step) and sqrt(1 - beta2^step)."""
+    return lr / (1 - beta1 ** step), (1 - beta2 ** step) ** 0.5

@@ -11,7 +11,8 @@ import numpy as np
 from .. import fast
 from .._xpmath import dropout_randoms, normal_cdf
 from ..autograd import Function
-from ..backend import RNG, device_of, is_meta, xp_of
+from .. import _capture_hooks as _capture
+from ..backend import CPU, RNG, device_of, is_meta, xp_of
 from ..meta import MetaArray
 from .elementwise import float_input
 
@@ -230,11 +231,11 @@ class Dropout(Function):
         if is_meta(x):
             return MetaArray(x.shape, x.dtype)
         self.p = p
-        self.seed, self.offset = RNG.next_offset(device_of(x), -(-x.size // 4) * 4)
         if xp_of(x) is not np:
+            self.seed, self.offset = RNG.next_offset(device_of(x), -(-x.size // 4) * 4)
             self.keep = None
             return dropout_fwd(x, p, self.seed, self.offset)
-        self.keep = dropout_mask(x.shape, p, self.seed, self.offset)
+        self.keep = _capture.fresh(_next_cpu_mask, x.shape, p)      # (a captured step draws anew each replay)
         return self._apply_mask(x)
 
     def backward(self, g):
@@ -247,6 +248,12 @@ class Dropout(Function):
     def _apply_mask(self, a):
         scale = 0.0 if self.p == 1 else 1 / (1 - self.p)
         return np.where(self.keep, a * a.dtype.type(scale), a.dtype.type(0))
+
+
+def _next_cpu_mask(shape, p):
+    """A cpu dropout mask from the next (seed, offset) of the cpu's counter-based stream."""
+    seed, offset = RNG.next_offset(CPU, -(-math.prod(shape) // 4) * 4)
+    return dropout_mask(shape, p, seed, offset)
 
 
 def dropout(input, p=0.5, training=True, inplace=False):

@@ -12,6 +12,7 @@ import numpy as np
 from .. import _devcheck, fast
 from ..autograd import Function
 from ..backend import is_meta, xp_of
+from .. import _capture_hooks as _capture
 from ..errors import ShapeError
 from ..meta import MetaArray
 from ..tensor import Tensor
@@ -80,8 +81,8 @@ def _as_ncd(x, t):
 
 def _check_targets(op, t, C, ignore_index):
     """Raise for a class index outside [0, C) that is not ignore_index. Returns whether any is ignored."""
-    if t.size == 0:
-        return False
+    if t.size == 0 or (_capture.capturing_graph() and not 0 <= ignore_index < C):
+        return False          # (no host sync may happen in a CUDA graph capture: targets go unchecked there)
     unsigned = t if t.dtype.kind == "u" else t.view(_UNSIGNED[t.dtype.itemsize])
     if int(unsigned.max()) < C:                           # one pass: viewed as unsigned, a negative index is huge
         return 0 <= ignore_index < C and bool((t == ignore_index).any())
@@ -147,7 +148,7 @@ class _ClassLoss(Function):
             self.scale = kept[1]
             return total / kept[0]
         denom = loss.size if self.w is None else self.w.sum()
-        if type(loss) is not np.ndarray and self.w is not None:   # a device sum: decided on the device, no sync
+        if not isinstance(loss, np.ndarray) and self.w is not None:   # a device sum: decided on the device, no sync
             xp = xp_of(loss)
             self.scale = xp.where(denom != 0, 1 / xp.where(denom != 0, denom, 1), 0).astype(loss.dtype)
             return total / denom
@@ -183,7 +184,7 @@ def use_fused_kernel(x2, weight, has_ignored):
     logits without class weights, and no ignored target (has_ignored False) or none known on the host
     (None: checked on the device; the kernel gives an ignored row loss 0 and gradient 0). On cpu the NumPy
     path below is the leaner one."""
-    return type(x2) is not np.ndarray and x2.ndim == 2 and weight is None and not has_ignored
+    return not isinstance(x2, np.ndarray) and x2.ndim == 2 and weight is None and not has_ignored
 
 
 # --- the per-row fused softmax + cross-entropy (cuda; kernels softmax_xent_fwd / _bwd) -------------------

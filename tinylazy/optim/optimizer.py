@@ -35,6 +35,7 @@ from ..autograd import enable_grad
 from ..nn.parameter import is_lazy
 from ..tensor import Tensor
 from .._update import Scratch
+from .. import _capture_hooks as _capture
 from . import _state_io
 from ._flat import FlatBucket
 
@@ -191,7 +192,7 @@ class Optimizer:
                 continue
             if p in self.state:
                 self._conform(self.state[p], d)
-            if type(d) is np.ndarray and d.size <= SMALL and names:   # stateless (plain SGD): no gain
+            if isinstance(d, np.ndarray) and d.size <= SMALL and names:   # stateless (plain SGD): no gain
                 small.setdefault(d.dtype, []).append(p)
             else:
                 plan.rest.append((p, self._work(d)))
@@ -218,7 +219,7 @@ class Optimizer:
             return
         step = steps.pop()
         bucket.gather()
-        update(bucket.P, bucket.G, bucket.flat, step, bucket.work)
+        update(bucket.P, bucket.G, bucket.flat, _capture.counter(bucket.states, step), bucket.work)
         bucket.scatter()
         for st in bucket.states:
             st["step"] = step + 1
@@ -237,7 +238,7 @@ class Optimizer:
         for p, work in plan.rest:
             st = self._state_for(p, group, names) if names else None
             d = p.array
-            if type(d) is not np.ndarray:
+            if not isinstance(d, np.ndarray):
                 key = (backend.device_of(d), d.dtype, 0 if st is None else st["step"])
                 cuda.setdefault(key, []).append((p, st, work))
                 continue
@@ -245,6 +246,7 @@ class Optimizer:
         for (_, _, step), members in cuda.items():
             ps = [p for p, _, _ in members]
             states = [st for _, st, _ in members]
+            step = _capture.counter([st for st in states if st is not None], step)
             if not self._fused(group, [p.array for p in ps], [p.grad.array for p in ps], states, step):
                 for p, st, work in members:
                     self._update_one(update, p, st, work)
@@ -266,7 +268,7 @@ class Optimizer:
         if st is None:
             update(d, g, None, 0, work)
         else:
-            update(d, g, st, st["step"], work)
+            update(d, g, st, _capture.counter((st,), st["step"]), work)
             st["step"] += 1
 
     def _state_for(self, p, group, names):
