@@ -51,7 +51,9 @@ class Function:
     _saved_versions = None     # [(counter, version, array, input i or output -1-k)] of what forward kept
     _retained = None           # [(output index, tensor)] of outputs whose .grad is kept (retain_grad)
     _freed = False             # set when backward released the node (retain_graph=False)
-    grad_owned = False         # (read by ops written for the former in-place gradient reuse: always False)
+    fresh_grads = False        # the gradient-reuse hook (grad_reuse.py): True promises new arrays from backward
+    overwrites_grad = False    # ... True: backward may write over its incoming gradient when `grad_owned`
+    grad_owned = False         # ... set by the hook before backward: the incoming gradient is the engine's alone
 
     # PyTorch's ctx helpers, for custom Functions written in its style
     def save_for_backward(self, *arrays):
@@ -154,25 +156,26 @@ def backward(tensor, gradient=None, retain_graph=False):
     _end_callbacks.clear()                    # what a failed earlier backward left queued
     root = tensor.grad_fn
     if root is None:                          # a leaf: its gradient is `grad` itself
-        _accumulate_leaf(tensor, grad, None)
+        _accumulate_leaf(tensor, grad.copy() if tensor.grad is None else grad, None)
         return _finish({id(tensor): [1, tensor, True]} if id(tensor) in _post_hooks else None)
     order = _topological_order(root)          # each node after the nodes that feed it
     hooked = _hooked_leaves(root) if _post_hooks else None    # id(leaf) -> [edges left, leaf, got a grad]
+    rules = (ReusedGradients if gradient_reuse else PlainGradients)(root, seed_is_ours=gradient is None)
     received = {root: _output_slot(root, tensor._out_index, grad, None)}   # node -> its output gradient(s)
     for node in reversed(order):
         out_grads = received.pop(node, None)
         if out_grads is None:                 # no gradient reached it (its consumers returned None)
             continue
-        in_grads = _call_backward(node, out_grads)
+        in_grads = _call_backward(node, out_grads, rules)
         for i, t in node._edges:
             g = in_grads[i] if i < len(in_grads) else None
             if g is None:
                 continue
             g = _conform(node, i, g, t.array)
             if t.grad_fn is None:
-                _accumulate_leaf(t, g, hooked)
+                _accumulate_leaf(t, rules.leaf_gradient(node, g) if t.grad is None else g, hooked)
             else:
-                received[t.grad_fn] = _output_slot(t.grad_fn, t._out_index, g, received.get(t.grad_fn))
+                received[t.grad_fn] = rules.add(node, t, g, received.get(t.grad_fn))
         if not retain_graph:
             node._release()
     _finish(hooked)
@@ -226,7 +229,7 @@ def _output_slot(node, index, g, so_far):
     return slots
 
 
-def _call_backward(node, out_grads):
+def _call_backward(node, out_grads, rules):
     """Check the node's saved tensors, keep retained gradients, run its backward: a tuple of gradients."""
     if node._saved_versions is not None:
         _check_versions(node)
@@ -240,6 +243,7 @@ def _call_backward(node, out_grads):
             t.grad = _tensor.Tensor._make(out_grads[k].copy())
         else:
             t.grad.array = t.grad.array + out_grads[k]
+    rules.before_backward(node)
     in_grads = type(node).backward(node, *out_grads)
     return in_grads if type(in_grads) is tuple else (in_grads,)
 
@@ -253,13 +257,39 @@ def _conform(node, i, g, td):
 
 
 def _accumulate_leaf(t, g, hooked):
-    """Add `g` to the leaf's .grad (a copy of `g` when it has none: `g` may be shared with other nodes)."""
+    """Add `g` to the leaf's .grad, or make `g` its .grad (the caller copied it when it might be shared)."""
     if t.grad is None:
-        t.grad = _tensor.Tensor._make(g.copy())
+        t.grad = _tensor.Tensor._make(g)
     else:
         t.grad.array += g
     if hooked is not None and id(t) in hooked:
         _leaf_edge_done(hooked[id(t)])
+
+
+class PlainGradients:
+    """The plain rules for the arrays backward hands on (one object per backward pass). A gradient array may
+    be shared -- Add hands one array to both inputs, the caller may hold the seed -- so a leaf keeps a copy
+    of its first gradient, and the gradients reaching one output are summed into a new array.
+
+    `gradient_reuse` (below; on by default) swaps in grad_reuse.py's ReusedGradients, which skip those
+    copies and allocations where an op declares that its gradients are new arrays (measured there)."""
+
+    def __init__(self, root, seed_is_ours):
+        pass
+
+    def before_backward(self, node):
+        pass
+
+    def leaf_gradient(self, node, g):
+        """The array a leaf with no .grad yet keeps, given gradient `g` from `node`."""
+        return g.copy()
+
+    def add(self, node, t, g, so_far):
+        """What t's node has received once `g` (from `node`) is added to `so_far`."""
+        return _output_slot(t.grad_fn, t._out_index, g, so_far)
+
+
+gradient_reuse = True         # the optional gradient-reuse hook (grad_reuse.py); False: the plain rules
 
 
 def _finish(hooked):
@@ -268,6 +298,9 @@ def _finish(hooked):
         _flush_post_hooks(hooked)
     if _end_callbacks:
         _run_end_callbacks()
+
+
+from .grad_reuse import ReusedGradients  # noqa: E402  (it extends PlainGradients, so it comes after it)
 
 
 def __getattr__(name):
