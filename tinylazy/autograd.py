@@ -14,7 +14,7 @@ received. Without retain_graph each node is freed once it ran (what forward save
 
 Beside this file: version counters (version_counter.py: a saved tensor changed in place is an error),
 grad mode (grad_mode.py: no_grad, ... per thread), hooks of the backward pass (_grad_hooks.py, for
-DistributedDataParallel), gradcheck (gradcheck.py).
+DistributedDataParallel), the optional gradient-reuse hook (grad_reuse.py: fewer copies), gradcheck.
 """
 import numpy as np
 
@@ -304,8 +304,11 @@ from .grad_reuse import ReusedGradients  # noqa: E402  (it extends PlainGradient
 
 
 def __getattr__(name):
-    """`tl.autograd.gradcheck` and `GradcheckError` live in gradcheck.py (which imports this module)."""
+    """Moved names, still found here: `gradcheck`, `GradcheckError` (gradcheck.py, which imports this
+    module), `Tensor` (tensor.py), `_wrap(array, requires_grad)` (now `Tensor._make`)."""
     if name in ("gradcheck", "GradcheckError"):
         from . import gradcheck
         return getattr(gradcheck, name)
+    if name in ("Tensor", "_wrap"):
+        return _tensor.Tensor if name == "Tensor" else lambda out, rg: _tensor.Tensor._make(_as_array(out), rg)
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
