@@ -225,7 +225,7 @@ def check_integer_divisor(a, b, op):
 
 
 def _is_integer(x):
-    return x.dtype.kind in "iub" if isinstance(x, Tensor) else isinstance(x, (int, bool))
+    return x.dtype.kind in "iub" if isinstance(x, Tensor) else isinstance(x, (int, bool, np.integer, np.bool_))
 
 
 def _describe(x):
