@@ -42,6 +42,11 @@ def run_steps(impl, batch, steps, part, cold=False):
     import tinylazy as tl
     import tinylazy.nn.functional as F
     from tinylazy import nn, optim
+    try:
+        from tinylazy._malloc import tune_from_env        # explicit since issue 18 (a training script's call)
+        tune_from_env()
+    except ImportError:                                     # an older tinylazy tunes on import
+        pass
     rng = np.random.default_rng(0)
     x, y = rng.standard_normal((batch, 784)).astype(np.float32), rng.integers(0, 10, batch)
     net = nn.Sequential(nn.Linear(784, 256), nn.ReLU(), nn.Linear(256, 10))

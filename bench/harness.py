@@ -5,7 +5,7 @@ tinylazy against another) are both built on this module:
 
 - `IMPLEMENTATIONS`: what can run a workload. Each names the libraries its process may import; the others
   are blocked in that process (`sys.modules[name] = None`), so the NumPy and PyTorch processes never import
-  tinylazy (whose import tunes the allocator) and the tinylazy and NumPy processes never import torch (which
+  tinylazy (whose allocator tuning workloads.py turns on) and the tinylazy and NumPy processes never import torch (which
   loads its own OpenMP runtime). "tinylazy-captured" is the same tinylazy step wrapped in `tl.capture`; its
   processes report "skipped" when the tinylazy they import has no `capture`.
 - `WORKLOADS`: what is timed, built from workloads.py (the same weights, data and checks as the

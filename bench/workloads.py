@@ -9,7 +9,8 @@ Every workload also has a ``check_*`` function that asserts the implementations 
 updated weights, inferred shapes, batches), so no benchmark times code that computes the wrong thing.
 PyTorch is optional: its cases are left out when it is not installed. So is tinylazy, for the same reason:
 user_regime.py runs each implementation in its own process, and the NumPy and PyTorch processes block the
-import of tinylazy (its import tunes the process's allocator, which would not be the peers' own regime).
+import of tinylazy (whose allocator tuning, turned on below as a training script would, is not the peers'
+own regime).
 """
 import os
 import sys
@@ -27,6 +28,13 @@ try:
     from tinylazy import nn, optim
 except ImportError:          # blocked on purpose in user_regime.py's NumPy and PyTorch processes
     tl = F = nn = optim = None
+else:                        # the host allocator tuning, as the demo turns it on (TINYLAZY_MALLOC_TUNING=0: off)
+    try:
+        from tinylazy._malloc import tune_from_env
+    except ImportError:      # a revision from before the tuning became explicit tunes on import
+        tune_from_env = None
+    if tune_from_env is not None:
+        tune_from_env()
 
 try:
     import torch

@@ -5,7 +5,8 @@
     import tinylazy.nn.functional as F
 """
 from . import backend, dtypes
-from .backend import Device, device, manual_seed
+from .backend import Device, device
+from .random import manual_seed
 from .dtypes import (float16, float32, float64, int8, int16, int32, int64, uint8, bool_ as bool,
                      get_default_dtype, set_default_dtype, result_type, promote_types, can_cast)
 from .tensor import Tensor

@@ -7,6 +7,7 @@ import numpy as np
 
 from . import backend
 from . import dtypes as _dt
+from .random import RNG
 from .tensor import Tensor
 
 
@@ -171,7 +172,7 @@ def _random(kind, shape, dtype, device, a=0.0, b=1.0):
     dev = backend.device(device)
     if dev.type == "meta":
         return backend.empty(shape, dtype, dev)
-    gen = backend.RNG.generator(dev)
+    gen = RNG.generator(dev)
     with backend.on_device(dev):
         work = dtype if dtype in (_dt.float32, _dt.float64) else _dt.float64
         if kind == "uniform":
@@ -236,7 +237,7 @@ def randint(low, high=None, size=None, dtype=None, device=None, requires_grad=Fa
     dev = backend.device(device or "cpu")
     if dev.type == "meta":
         return Tensor(backend.empty(shape, dtype, dev))
-    gen = backend.RNG.generator(dev)
+    gen = RNG.generator(dev)
     with backend.on_device(dev):
         out = gen.integers(low, high, size=shape) if hasattr(gen, "integers") else gen.randint(low, high, shape)
     return _finish(out.astype(dtype, copy=False), requires_grad)
@@ -262,7 +263,7 @@ def randperm(n, dtype=None, device=None):
     dev = backend.device(device or "cpu")
     if dev.type == "meta":
         return Tensor(backend.empty((int(n),), _dt.to_dtype(dtype) or _dt.int64, dev))
-    gen = backend.RNG.generator(dev)
+    gen = RNG.generator(dev)
     with backend.on_device(dev):
         out = permutation(gen, n)
     return Tensor(out.astype(_dt.to_dtype(dtype) or _dt.int64, copy=False))

@@ -22,56 +22,51 @@ def is_grad_enabled():
     return _state.grad_enabled
 
 
-class _GradMode:
-    """Sets the calling thread's grad mode to `mode` inside a `with` block and restores the mode it found on
-    exit (each block remembers its own, so nested and overlapping blocks unwind correctly); also a decorator
-    (each call of the decorated function runs in its own block). no_grad, enable_grad and
-    set_grad_enabled are this class with the mode fixed or given."""
-    mode = True
+class GradMode:
+    """The one grad-mode class: inside a `with` block, ops run by the calling thread record a graph iff
+    `mode`; the block restores the mode it found (each block remembers its own, so nested and overlapping
+    blocks unwind correctly). Also a decorator: each call of the decorated function runs in its own block.
+    With `now=True` the mode is set when the object is made (PyTorch's set_grad_enabled, which works as a
+    plain call too) and a `with` block restores the mode found then."""
+
+    def __init__(self, mode, now=False):
+        self.mode, self.now = bool(mode), now
+        if now:
+            self.prev, _state.grad_enabled = _state.grad_enabled, self.mode
 
     def __enter__(self):
-        self.prev = _state.grad_enabled
-        _state.grad_enabled = self.mode
+        if not self.now:
+            self.prev, _state.grad_enabled = _state.grad_enabled, self.mode
         return self
 
     def __exit__(self, *exc):
         _state.grad_enabled = self.prev
         return False
 
-    def __call__(self, fn):              # used as a decorator
+    def __call__(self, fn):
+        """Used as a decorator (undoing the setting a `now=True` object made)."""
+        if self.now:
+            _state.grad_enabled = self.prev
         mode = self.mode
 
         @functools.wraps(fn)
         def wrapper(*args, **kwargs):
-            block = _GradMode()
-            block.mode = mode
-            with block:
+            with GradMode(mode):
                 return fn(*args, **kwargs)
         return wrapper
 
 
-class no_grad(_GradMode):
+def no_grad():
     """`with tl.no_grad():` -- ops inside record no graph (and in-place updates of parameters are allowed)."""
-    mode = False
+    return GradMode(False)
 
 
-class enable_grad(_GradMode):
+def enable_grad():
     """`with tl.enable_grad():` -- turn recording back on inside a no_grad block."""
-    mode = True
+    return GradMode(True)
 
 
-class set_grad_enabled(_GradMode):
+def set_grad_enabled(mode=True):
     """`with tl.set_grad_enabled(mode):`, or a plain call `tl.set_grad_enabled(False)` (as in PyTorch, the
-    mode is set when the object is made, for the calling thread), or a decorator."""
-
-    def __init__(self, mode=True):
-        self.mode = bool(mode)
-        self.prev = _state.grad_enabled
-        _state.grad_enabled = self.mode
-
-    def __enter__(self):                 # the mode was set by __init__; exit restores the one found there
-        return self
-
-    def __call__(self, fn):              # as a decorator: undo __init__'s setting, apply it per call
-        _state.grad_enabled = self.prev
-        return super().__call__(fn)
+    mode is set at once, for the calling thread), or a decorator."""
+    return GradMode(mode, now=True)

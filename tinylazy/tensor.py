@@ -1,16 +1,22 @@
 """The Tensor: a raw array (`array`) plus what autograd needs (`requires_grad`, `grad`, `grad_fn`).
 
-Every operator method is a thin call into `tinylazy.ops`, bound at the bottom of this file, so the
-arithmetic lives in one place (one Function per op) and this class stays about data and bookkeeping.
+Every operator method is a thin call into `tinylazy.ops`, bound at the bottom of this file (by
+tensor_operators.py), so the arithmetic lives in one place (one Function per op) and this class stays about
+data and bookkeeping. `Tensor._make` is the one constructor the engine uses for new tensors.
 """
 import numpy as np
 
-from . import _devcheck, _printing, autograd, backend
+from . import autograd, backend
 from . import dtypes as _dt
 from .size import _from_shape
+from .tensor_inplace import InPlaceMethods
+from .tensor_values import ValueMethods
 
 
-class Tensor:
+class Tensor(ValueMethods, InPlaceMethods):
+    """Getting values out (item, numpy, repr, ...) is in tensor_values.py, the in-place methods (zero_, copy_,
+    +=, ...) in tensor_inplace.py; the operators and op methods (+, @, t.sum(), ...) are bound by
+    tensor_operators.py."""
     __slots__ = ("array", "grad", "requires_grad", "grad_fn", "_out_index", "_retains_grad", "_vc", "__weakref__")
     __array_priority__ = 1000          # NumPy defers `ndarray + Tensor` to Tensor.__radd__
 
@@ -19,18 +25,32 @@ class Tensor:
             data = data.array
         elif not (isinstance(data, np.ndarray) or backend.is_meta(data) or _is_cupy(data)):
             data = np.asarray(data)
-        self.array, self.grad, self.grad_fn, self._out_index, self._retains_grad = data, None, None, 0, False
-        self._vc = [0]                 # the version counter (see autograd): views share it, in-place ops bump it
-        self.requires_grad = False
+        self._set_slots(data, False)
         if requires_grad:
             self.requires_grad_(True)
+
+    @classmethod
+    def _make(cls, array, requires_grad=False):
+        """The constructor the engine uses for every tensor it makes (op results, gradients, detach, lazy and
+        unpickled parameters): a raw array in, no checks. `array=None` leaves the slot empty (lazy)."""
+        t = object.__new__(cls)
+        t._set_slots(array, requires_grad)
+        return t
+
+    def _set_slots(self, array, requires_grad):
+        """Every slot's starting value, in one place (`__init__` and `_make` both end here)."""
+        if array is not None:
+            self.array = array
+        self.grad, self.requires_grad, self.grad_fn, self._out_index, self._retains_grad = \
+            None, requires_grad, None, 0, False
+        self._vc = [0]                 # the version counter (version_counter.py): views share it
 
     # --- the values as a Tensor, as in PyTorch ----------------------------------------------------
     @property
     def data(self):
         """A detached Tensor sharing this tensor's storage: in-place changes through it change `self` and are
         not recorded by autograd (PyTorch's escape hatch). The raw NumPy/CuPy array is `self.array`."""
-        return Tensor(self.array)
+        return Tensor._make(self.array)
 
     @data.setter
     def data(self, value):
@@ -99,58 +119,6 @@ class Tensor:
     def __hash__(self):
         return id(self)
 
-    # --- getting values out -----------------------------------------------------------------------
-    def item(self):
-        if self.array.size != 1:
-            raise ValueError(f"item(): only one-element tensors can be converted to a Python scalar, "
-                             f"got shape {tuple(self.array.shape)}")
-        _devcheck.check_before_read(self.array)          # cuda: raise index errors found on the device
-        return self.array.item()
-
-    def tolist(self):
-        _devcheck.check_before_read(self.array)
-        return self.array.tolist()
-
-    def numpy(self):
-        """The data as a NumPy array: the same memory on cpu, a host copy for cuda."""
-        if self.requires_grad:
-            raise RuntimeError("numpy(): the tensor requires grad; use tensor.detach().numpy()")
-        _devcheck.check_before_read(self.array)
-        return backend.to_device(self.array, "cpu")
-
-    def __array__(self, dtype=None, copy=None):
-        out = backend.to_device(self.array, "cpu")
-        return out if dtype is None else out.astype(dtype, copy=False)
-
-    def __dlpack__(self, *args, **kwargs):
-        return self.array.__dlpack__(*args, **kwargs)
-
-    def __dlpack_device__(self):
-        return self.array.__dlpack_device__()
-
-    def __float__(self):
-        return float(self.item())
-
-    def __int__(self):
-        return int(self.item())
-
-    def __bool__(self):
-        return bool(self.item())
-
-    def __index__(self):
-        if self.array.dtype.kind not in "iub":
-            raise TypeError(f"only integer tensors can be used as an index, got {self.dtype}")
-        return int(self.item())
-
-    def __repr__(self):
-        """PyTorch's format (see tinylazy/_printing.py); `tl.set_printoptions` changes it."""
-        return _printing.tensor_repr(self)
-
-    def __format__(self, spec):
-        """`f"{loss:.3f}"` on a one-element tensor formats its number; `f"{t}"` is `str(t)` (for a 0-d
-        tensor its number, as in PyTorch)."""
-        return _printing.format_tensor(self, spec)
-
     # --- autograd ---------------------------------------------------------------------------------
     def requires_grad_(self, requires_grad=True):
         if requires_grad and not _dt.is_floating(self.dtype):
@@ -193,7 +161,7 @@ class Tensor:
 
     def detach(self):
         """The same data, cut from the graph (a view: it shares the version counter, unlike `.data`)."""
-        t = Tensor(self.array)
+        t = Tensor._make(self.array)
         t._vc = self._vc
         return t
 
@@ -256,69 +224,6 @@ class Tensor:
     def type(self, dtype=None):
         return str(self.dtype) if dtype is None else self.to(dtype)
 
-    # --- in place ---------------------------------------------------------------------------------
-    def _check_inplace(self, op):
-        if self.requires_grad and autograd._state.grad_enabled:
-            what = "a leaf tensor that requires grad" if self.grad_fn is None else "a tensor that is part of a graph"
-            raise RuntimeError(f"{op}: {what} cannot be changed in place while grad mode is on; "
-                               "wrap the update in `with tl.no_grad():` (or use .detach())")
-
-    def zero_(self):
-        self._check_inplace("zero_")
-        self.array.fill(0)
-        self._vc[0] += 1
-        return self
-
-    def fill_(self, value):
-        self._check_inplace("fill_")
-        self.array.fill(value.item() if isinstance(value, Tensor) else value)
-        self._vc[0] += 1
-        return self
-
-    def copy_(self, src):
-        self._check_inplace("copy_")
-        src = src.array if isinstance(src, Tensor) else src
-        if backend.is_meta(self.array):
-            np.broadcast_shapes(tuple(src.shape), self.shape)
-            return self
-        src = backend.to_device(src, self.device) if not np.isscalar(src) else src
-        self.array[...] = src
-        self._vc[0] += 1
-        return self
-
-    def uniform_(self, a=0.0, b=1.0):
-        self._check_inplace("uniform_")
-        from .creation import _random
-        self.array[...] = _random("uniform", self.shape, self.dtype, self.device, a, b)
-        self._vc[0] += 1
-        return self
-
-    def normal_(self, mean=0.0, std=1.0):
-        self._check_inplace("normal_")
-        from .creation import _random
-        self.array[...] = _random("normal", self.shape, self.dtype, self.device, mean, std)
-        self._vc[0] += 1
-        return self
-
-    def _inplace(op_name, op):
-        def method(self, other):
-            if self.requires_grad and autograd._state.grad_enabled:
-                if self.grad_fn is None:
-                    self._check_inplace(op_name)
-                return op(self, other)             # a graph tensor: rebind the name to the new result
-            if backend.is_meta(self.array):
-                np.broadcast_shapes(np.shape(other.array if isinstance(other, Tensor) else other), self.shape)
-                return self
-            value = op(self.detach(), other).array
-            if value.dtype != self.array.dtype and not _dt.can_cast(value.dtype, self.array.dtype):
-                raise RuntimeError(f"{op_name}: the result type {value.dtype} can't be cast to the tensor's "
-                                   f"dtype {self.dtype} in place (as in PyTorch); use the out-of-place op")
-            self.array[...] = value
-            self._vc[0] += 1
-            return self
-        method.__name__ = op_name
-        return method
-
 
 def _is_cupy(data):
     cp = backend.cupy_module() if backend._cupy is not None or type(data).__module__.startswith("cupy") else None
@@ -332,36 +237,7 @@ def _dim(d, ndim, op):
     return d % max(ndim, 1)
 
 
-autograd.Tensor = Tensor
+# --- operator methods (+, *, @, ..., and every op as a method): bound by tensor_operators.py -------------
+from . import ops as _ops, tensor_operators  # noqa: E402  (ops import Tensor: so after the class)
 
-# --- operator methods: each is the public op of the same name in tinylazy.ops ----------------------
-from . import ops as _ops  # noqa: E402  (ops import Tensor, so they come after it)
-
-
-def _bind_methods():
-    T = Tensor
-    for name in _ops.METHODS:
-        setattr(T, name, getattr(_ops, name))
-    binary = {"add": "add", "sub": "sub", "mul": "mul", "truediv": "div", "floordiv": "floor_divide",
-              "mod": "remainder", "pow": "pow", "matmul": "matmul"}
-    for dunder, fn in binary.items():
-        op = getattr(_ops, fn)
-        setattr(T, f"__{dunder}__", op)
-        setattr(T, f"__r{dunder}__", (lambda op: lambda self, other: op(other, self))(op))
-        setattr(T, f"__i{dunder}__", T._inplace(f"__i{dunder}__", op))
-    T.__neg__ = _ops.neg
-    T.__pos__ = lambda self: self
-    T.__abs__ = _ops.abs
-    T.__invert__ = _ops.logical_not
-    T.__and__, T.__or__, T.__xor__ = _ops.logical_and, _ops.logical_or, _ops.logical_xor
-    # comparing with None (e.g. `t in [None, t]`) answers as Python does, not with an error
-    T.__eq__ = lambda self, other: False if other is None else _ops.eq(self, other)
-    T.__ne__ = lambda self, other: True if other is None else _ops.ne(self, other)
-    T.__lt__, T.__le__, T.__gt__, T.__ge__ = _ops.lt, _ops.le, _ops.gt, _ops.ge
-    T.__getitem__, T.__setitem__ = _ops.getitem, _ops.setitem
-    T.T = property(lambda self: _ops.permute(self, tuple(range(self.ndim - 1, -1, -1))))
-    T.mT = property(lambda self: _ops.transpose(self, -2, -1))
-    del T._inplace
-
-
-_bind_methods()
+tensor_operators.bind(Tensor)

@@ -117,9 +117,7 @@ class LazyTensor(Tensor):
     def lazy(cls, partial_shape, dtype=None, requires_grad=None):
         """A lazy tensor of shape `partial_shape` (None for unknown sizes; the whole shape may be None).
         `dtype` fixes the dtype (otherwise it follows the first input, or an explicit placement)."""
-        t = cls.__new__(cls)
-        t.grad, t.grad_fn, t._out_index, t._retains_grad, t._vc = None, None, 0, False, [0]
-        t.requires_grad = cls._default_requires_grad if requires_grad is None else bool(requires_grad)
+        t = cls._make(None, cls._default_requires_grad if requires_grad is None else bool(requires_grad))
         t._lazy = LazyState(partial_shape, dtype)
         return t
 
@@ -218,11 +216,8 @@ class LazyTensor(Tensor):
 
 
 def _rebuild(cls, data, requires_grad, grad, state):
-    t = cls.__new__(cls)
-    t.grad, t.grad_fn, t._out_index, t._retains_grad, t._vc = grad, None, 0, False, [0]
-    t.requires_grad = requires_grad
-    if data is not None:
-        fill_slot(t, data)
+    t = cls._make(data, requires_grad)          # (data None: a lazy parameter, its array slot left empty)
+    t.grad = grad
     t.__dict__.update(state)              # LazyState included
     return t
 

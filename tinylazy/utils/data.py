@@ -21,6 +21,7 @@ import numpy as np
 
 from .. import backend
 from ..creation import permutation
+from ..random import RNG
 from ..tensor import Tensor
 from ._samplers import Sampler, DistributedSampler
 
@@ -139,7 +140,7 @@ def random_split(dataset, lengths, generator=None):
     if any(not isinstance(x, numbers.Integral) or x < 0 for x in lengths) or sum(lengths) != n:
         raise ValueError(f"random_split: lengths {lengths} must be non-negative integers adding up to the "
                          f"dataset's length {n}, or fractions adding up to 1")
-    perm = permutation(generator or backend.RNG.generator("cpu"), n)
+    perm = permutation(generator or RNG.generator("cpu"), n)
     perm = perm if type(perm) is np.ndarray else perm.get()
     out, start = [], 0
     for length in lengths:
@@ -320,7 +321,7 @@ class DataLoader:
         if self.sampler is not None:
             order = np.fromiter(iter(self.sampler), np.int64)
         elif self.shuffle:
-            order = permutation(self.generator or backend.RNG.generator("cpu"), n)
+            order = permutation(self.generator or RNG.generator("cpu"), n)
             if type(order) is not np.ndarray:        # a CuPy generator's permutation lives on its GPU:
                 order = order.get()                  # one read per epoch, never one per batch
             order = order.astype(np.int64, copy=False)
