@@ -9,13 +9,14 @@ import numpy as np
 from . import autograd, backend
 from . import dtypes as _dt
 from .size import _from_shape
+from .tensor_conversions import ConversionMethods
 from .tensor_inplace import InPlaceMethods
 from .tensor_values import ValueMethods
 
 
-class Tensor(ValueMethods, InPlaceMethods):
+class Tensor(ValueMethods, InPlaceMethods, ConversionMethods):
     """Getting values out (item, numpy, repr, ...) is in tensor_values.py, the in-place methods (zero_, copy_,
-    +=, ...) in tensor_inplace.py; the operators and op methods (+, @, t.sum(), ...) are bound by
+    +=, ...) in tensor_inplace.py, the conversions (to, float, cuda, ...) in tensor_conversions.py; the operators and op methods (+, @, t.sum(), ...) are bound by
     tensor_operators.py."""
     __slots__ = ("array", "grad", "requires_grad", "grad_fn", "_out_index", "_retains_grad", "_vc", "__weakref__")
     __array_priority__ = 1000          # NumPy defers `ndarray + Tensor` to Tensor.__radd__
@@ -170,59 +171,6 @@ class Tensor(ValueMethods, InPlaceMethods):
             self.grad_fn = None
         self.requires_grad = False
         return self
-
-    # --- conversions -----------------------------------------------------------------------------
-    def to(self, *args, dtype=None, device=None, non_blocking=False, copy=False):
-        """`to(device)`, `to(dtype)`, `to(device, dtype)`, `to(other_tensor)`; differentiable; returns
-        `self` when nothing changes (unless copy=True)."""
-        device, dtype = Tensor._to_args(args, device, dtype)
-        out = self
-        if dtype is not None:
-            out = _ops.unary.cast(out, dtype)
-        if device is not None:
-            out = _ops.unary.to_device(out, device)
-        if copy and out is self:
-            out = _ops.clone(self)
-        return out
-
-    @staticmethod
-    def _to_args(args, device=None, dtype=None):
-        """(device, dtype) from `to()`'s arguments (also Module.to's): a device, a dtype, or a tensor's both."""
-        for a in args:
-            if isinstance(a, Tensor):
-                device, dtype = a.device, a.dtype
-            elif isinstance(a, (str, backend.Device)):
-                device = a
-            else:
-                dtype = a
-        return device, dtype
-
-    def cpu(self):
-        return self.to("cpu")
-
-    def cuda(self, device=None):
-        return self.to(f"cuda:{device}" if isinstance(device, int) else (device or "cuda"))
-
-    def float(self):
-        return self.to(_dt.float32)
-
-    def double(self):
-        return self.to(_dt.float64)
-
-    def half(self):
-        return self.to(_dt.float16)
-
-    def long(self):
-        return self.to(_dt.int64)
-
-    def int(self):
-        return self.to(_dt.int32)
-
-    def bool(self):
-        return self.to(_dt.bool_)
-
-    def type(self, dtype=None):
-        return str(self.dtype) if dtype is None else self.to(dtype)
 
 
 def _is_cupy(data):
