@@ -13,6 +13,7 @@ from ..backend import xp_of
 from ..tensor import Tensor
 from .operands import as_tensor_operand, binary_operands, float_input, in_dtype, operands  # noqa: F401
 from .operands import is_scalar as _scalar, xp_pair as _xp
+from .operands import check_integer_divisor, is_bool as _is_bool, no_bools as _no_bools  # noqa: F401
 
 
 def _shape(x):
@@ -156,10 +157,6 @@ def sub(a, b, alpha=1):
     return Sub.apply(*binary_operands(a, b, "sub"))
 
 
-def _is_bool(x):
-    return isinstance(x, (bool, np.bool_)) or getattr(x, "dtype", None) == _dt.bool_
-
-
 def _times_alpha(a, b, alpha, op):
     """b * alpha for add/sub; as in PyTorch, a float alpha needs a floating result."""
     if isinstance(alpha, float) and _dt.category(operands(a, b, op)[2]) < 2:
@@ -200,36 +197,6 @@ def remainder(a, b):
     _no_bools(a, "remainder")
     check_integer_divisor(a, b, "remainder")
     return Remainder.apply(a, b)
-
-
-def _no_bools(x, op):
-    """PyTorch defines // and % on integers and floats, not on bools: `x` is an operand after promotion,
-    so it is bool only when both were (a bool with an int is an int)."""
-    if _is_bool(x):
-        raise TypeError(f"{op}: not defined for bool operands (both are bool); convert with .int() or .float()")
-
-
-def check_integer_divisor(a, b, op):
-    """Integer (or bool) a // 0 and a % 0 raise RuntimeError, as in PyTorch (NumPy would give 0 and a
-    warning); float division by zero gives inf or nan. Reads whether b has a zero (on cuda, that waits for
-    the device)."""
-    if not (_is_integer(a) and _is_integer(b)):
-        return
-    if isinstance(b, Tensor):
-        if b.is_meta or not bool((b.array == 0).any()):
-            return
-    elif b != 0:
-        return
-    raise RuntimeError(f"{op}: ZeroDivisionError: integer division by zero (the divisor has a zero; a: "
-                       f"{_describe(a)}, b: {_describe(b)})")
-
-
-def _is_integer(x):
-    return x.dtype.kind in "iub" if isinstance(x, Tensor) else isinstance(x, (int, bool, np.integer, np.bool_))
-
-
-def _describe(x):
-    return f"{x.dtype} tensor of shape {x.shape}" if isinstance(x, Tensor) else repr(x)
 
 
 def pow(a, b):

@@ -70,3 +70,38 @@ def float_input(x, op):
     if x.array.dtype.kind in "fc":               # .array: a lazy parameter raises its clear error here
         return x
     return Tensor(x.array.astype(_dt.get_default_dtype()))
+
+
+# --- checks on operands (PyTorch refuses these) -------------------------------------------------------
+def is_bool(x):
+    return isinstance(x, (bool, np.bool_)) or getattr(x, "dtype", None) == _dt.bool_
+
+
+def no_bools(x, op):
+    """PyTorch defines // and % on integers and floats, not on bools: `x` is an operand after promotion,
+    so it is bool only when both were (a bool with an int is an int)."""
+    if is_bool(x):
+        raise TypeError(f"{op}: not defined for bool operands (both are bool); convert with .int() or .float()")
+
+
+def check_integer_divisor(a, b, op):
+    """Integer (or bool) a // 0 and a % 0 raise RuntimeError, as in PyTorch (NumPy would give 0 and a
+    warning); float division by zero gives inf or nan. Reads whether b has a zero (on cuda, that waits for
+    the device)."""
+    if not (_is_integer(a) and _is_integer(b)):
+        return
+    if isinstance(b, Tensor):
+        if b.is_meta or not bool((b.array == 0).any()):
+            return
+    elif b != 0:
+        return
+    raise RuntimeError(f"{op}: ZeroDivisionError: integer division by zero (the divisor has a zero; a: "
+                       f"{_describe(a)}, b: {_describe(b)})")
+
+
+def _is_integer(x):
+    return x.dtype.kind in "iub" if isinstance(x, Tensor) else isinstance(x, (int, bool, np.integer, np.bool_))
+
+
+def _describe(x):
+    return f"{x.dtype} tensor of shape {x.shape}" if isinstance(x, Tensor) else repr(x)
