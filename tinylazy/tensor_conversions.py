@@ -6,7 +6,28 @@ from . import backend
 from . import dtypes as _dt
 
 
-class ConversionMethods:
+class ToShortcuts:
+    """`cpu()`, `cuda()`, `float()`, `double()`, `half()` as calls of `self.to(...)`: shared by Tensor and
+    nn.Module (whose `to` moves and casts every parameter and buffer)."""
+    __slots__ = ()
+
+    def cpu(self):
+        return self.to("cpu")
+
+    def cuda(self, device=None):
+        return self.to(f"cuda:{device}" if isinstance(device, int) else (device or "cuda"))
+
+    def float(self):
+        return self.to(_dt.float32)
+
+    def double(self):
+        return self.to(_dt.float64)
+
+    def half(self):
+        return self.to(_dt.float16)
+
+
+class ConversionMethods(ToShortcuts):
     """Mixed into Tensor."""
     __slots__ = ()
 
@@ -35,21 +56,6 @@ class ConversionMethods:
             else:
                 dtype = a
         return device, dtype
-
-    def cpu(self):
-        return self.to("cpu")
-
-    def cuda(self, device=None):
-        return self.to(f"cuda:{device}" if isinstance(device, int) else (device or "cuda"))
-
-    def float(self):
-        return self.to(_dt.float32)
-
-    def double(self):
-        return self.to(_dt.float64)
-
-    def half(self):
-        return self.to(_dt.float16)
 
     def long(self):
         return self.to(_dt.int64)

@@ -18,6 +18,7 @@ from collections import OrderedDict
 from .. import backend
 from .. import dtypes as _dt
 from ..tensor import Tensor
+from ..tensor_conversions import ToShortcuts
 from . import lazy
 from .lazy_module import LazyModuleMixin
 from .parameter import Parameter, Buffer, LazyTensor, is_lazy
@@ -39,7 +40,7 @@ def _join(prefix, name):
     return f"{prefix}.{name}" if prefix else name
 
 
-class Module(LazyModuleMixin):
+class Module(LazyModuleMixin, ToShortcuts):
     """The base class of layers and models: subclass it, create parameters and child modules in
     `__init__` (after `super().__init__()`), and compute the output in `forward`."""
 
@@ -335,21 +336,6 @@ class Module(LazyModuleMixin):
                     if t.grad is not None:
                         t.grad.array = backend.to_device(t.grad.array, device or t.device, cast)
         return self
-
-    def cpu(self):
-        return self.to("cpu")
-
-    def cuda(self, device=None):
-        return self.to("cuda" if device is None else f"cuda:{device}" if isinstance(device, int) else device)
-
-    def float(self):
-        return self.to(_dt.float32)
-
-    def double(self):
-        return self.to(_dt.float64)
-
-    def half(self):
-        return self.to(_dt.float16)
 
     # --- repr ---------------------------------------------------------------------------------------
     def extra_repr(self):
