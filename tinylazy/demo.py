@@ -214,6 +214,10 @@ def start_distributed(device):
         device = tl.device(f"cuda:{dist.group().device_id}")         # this rank's GPU
     if dist.get_rank() != 0:
         sys.stdout = open(os.devnull, "w")
+    elif dist.get_world_size() > 1 and not ({"OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS"} & set(os.environ)):
+        print(f"note: {dist.get_world_size()} ranks, each with a BLAS thread per core: on one machine set "
+              f"OMP_NUM_THREADS=1 (as torchrun does), e.g. OMP_NUM_THREADS=1 mpiexec -n "
+              f"{dist.get_world_size()} python -m tinylazy.demo --distributed", flush=True)
     return device, dist.get_rank()
 
 
