@@ -64,6 +64,7 @@ if "--keep-env" not in sys.argv:                 # before NumPy and torch read t
 import numpy as np  # noqa: E402
 
 import workloads as W  # noqa: E402
+from harness import fmt_time  # noqa: E402,F401  (one formatter for both tables)
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 TARGETS = {"mlp-b256": ("<= 1.0", "<= 1.15"), "mlp-b32": ("<= 1.0", None), "chain20-4x4": ("<= 0.8", None),
@@ -193,15 +194,6 @@ def environment(threads):
 
 
 # --- output -------------------------------------------------------------------------------------------
-def fmt_time(s):
-    if s is None:
-        return "-"
-    for unit, scale in (("s", 1), ("ms", 1e-3), ("µs", 1e-6)):
-        if s >= scale:
-            return f"{s / scale:.3g} {unit}"
-    return f"{s / 1e-6:.3g} µs"
-
-
 def ratio(a, b):
     return "-" if a is None or b is None else f"{a / b:.2f}x"
 

@@ -57,19 +57,11 @@ def init_arrays(net):
 
 
 def _train_step(lib, net, x, y):
-    """A closure running one step: cross-entropy, zero_grad, backward, SGD(momentum=0.9) (tinylazy or torch)."""
+    """A closure running one step: cross-entropy, zero_grad, backward, SGD(momentum=0.9) (tinylazy or torch),
+    built by workloads.py's step builders from the same initial weights."""
     W.load_into(net.parameters(), init_arrays(net))
-    opt = lib.optim.SGD(net.parameters(), lr=W.LR, momentum=0.9)
-    X, Y = lib.from_numpy(x), lib.from_numpy(y)
-    cross_entropy = lib.nn.functional.cross_entropy
-
-    def step():
-        loss = cross_entropy(net(X), Y)
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
-        return loss
-    return step
+    sgd = {"lr": W.LR, "momentum": 0.9}
+    return W._torch_train_step(net, x, y, sgd) if lib is W.torch else W._tl_train_step(net, x, y, lib, sgd)
 
 
 MODELS = {"bn": lenet_bn, "plain": W.lenet_layers}      # plain: d2l's LeNet without batch norm (workloads.py)
