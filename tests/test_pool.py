@@ -1,12 +1,15 @@
 """max_pool2d, avg_pool2d, adaptive_avg_pool2d: forward and gradients equal PyTorch's across kernel, stride,
 padding, dilation, ceil_mode, count_include_pad, odd sizes, batch 1, unbatched and non-contiguous inputs;
 PyTorch's tie rule and return_indices; float64 gradchecks; meta shapes; clear errors."""
+import warnings
+
 import numpy as np
 import pytest
 from hypothesis import given, settings, strategies as st
 
 import tinylazy as tl
 import tinylazy.nn.functional as F
+from tinylazy.capturing import CaptureWarning
 from tinylazy.meta import MetaArray
 from helpers import check_op, host, noncontiguous, rand, torch
 
@@ -240,3 +243,44 @@ def test_in_layout_copies_only_when_the_layout_differs():
     assert back.flags.c_contiguous and np.array_equal(back, c)
     u = rand((2, 4, 5), seed=43).transpose(0, 2, 1)
     assert _in_layout(np, np.ascontiguousarray(u), _layout(u)).strides == u.strides
+
+
+def test_max_pool2d_nan_rule_changes_only_nan_windows():
+    """`_winners` with the NaN rule (cuda, and steps recorded by tl.capture) picks the same winners as the
+    cheaper first-equal pass wherever no NaN is present, and PyTorch's last NaN where one is."""
+    from tinylazy.ops.conv import _taps
+    from tinylazy.ops.pool import _max_forward, _winners
+    x = np.random.default_rng(5).integers(0, 3, (2, 3, 9, 9)).astype(np.float64)     # many ties
+    for kernel, stride in (((2, 2), (2, 2)), ((3, 3), (1, 1))):
+        geom = (kernel, stride, (1, 1), (0, 0, 0, 0), (( 9 - kernel[0]) // stride[0] + 1,) * 2)
+        xpad, out = _max_forward(np, tl.tensor(x).array, geom)
+        taps = list(_taps(kernel[0], kernel[1], *geom[4], stride, (1, 1)))
+        plain, ruled = _winners(np, xpad, out, taps, False), _winners(np, xpad, out, taps, True)
+        for a, b in zip(plain, ruled):
+            np.testing.assert_array_equal(a, b)
+        assert (sum(w.astype(int) for w in ruled) == 1).all()          # one winner per window
+
+
+def test_captured_max_pool2d_gradient_follows_torch_on_nan_in_a_later_batch():
+    """A recorded step decides nothing from values: a NaN in a replayed batch gets PyTorch's gradient."""
+    t = tl.zeros(1, 1, 4, 4, requires_grad=True)
+
+    @tl.capture
+    def step(x):
+        t.grad = None
+        y = F.max_pool2d(t + x, 2, stride=1)
+        y.sum().backward()
+        return y
+
+    clean = np.arange(16.0).reshape(1, 1, 4, 4)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", CaptureWarning)          # recorded, not run eagerly
+        for _ in range(3):
+            step(tl.tensor(clean))
+    assert [type(p).__name__ for p in step.programs.values()] == ["Program"]
+    dirty = clean.copy()
+    dirty[0, 0, 1, 2] = dirty[0, 0, 2, 1] = np.nan
+    step(tl.tensor(dirty))
+    r = th.zeros(1, 1, 4, 4, requires_grad=True)
+    TF.max_pool2d(r + th.from_numpy(dirty), 2, stride=1).sum().backward()
+    np.testing.assert_array_equal(host(t.grad), r.grad.numpy())

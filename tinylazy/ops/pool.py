@@ -119,9 +119,9 @@ def _max_forward(xp, x, geom):
 
 class MaxPool2d(Function):
     """y = max over each window of xpad (padding is -inf). dy/dx: g goes to each window's first maximal
-    element in row-major window order (PyTorch's tie rule), accumulated where windows overlap. Saves the
-    padded input and the output; backward finds the winners tap by tap: tap k wins where it equals the max
-    and no earlier tap did."""
+    element in row-major window order (PyTorch's tie rule; in a window holding NaN, its last NaN),
+    accumulated where windows overlap. Saves the padded input and the output; backward finds the winners
+    tap by tap (`_winners`): tap k wins where it equals the max and no earlier tap did."""
     fresh_grads = True
 
     def forward(self, x, geom):
@@ -143,42 +143,57 @@ class MaxPool2d(Function):
         tiles = _tiles(kernel, stride, dil, pads, (ho, wo), self.x_shape)
         dpad = (xp.empty_like if tiles else xp.zeros_like)(self.xpad, dtype=g.dtype)   # the input's layout
         taps = list(_taps(kernel[0], kernel[1], ho, wo, stride, dil))
-        arg = _winning_taps(xp, self.xpad, self.out, taps) if _needs_exact_winners(xp, self.out) else None
-        taken = None
-        for k, (i, j, rows, cols) in enumerate(taps):
-            if arg is not None:                  # NaN present: the exact (slower) winner of every window
-                wins = arg == k
-            else:
-                wins = self.xpad[..., rows, cols] == self.out
-                if taken is None:
-                    taken = wins
-                else:
-                    wins &= ~taken               # an earlier tap already holds this window's max
-                    taken |= wins
+        wins = _winners(xp, self.xpad, self.out, taps, nan_rule=_may_hold_nan(xp, self.out))
+        for (i, j, rows, cols), won in zip(taps, wins):
             if tiles:                            # disjoint slices that cover everything: write, do not add
-                xp.multiply(g, wins, out=dpad[..., rows, cols])
+                xp.multiply(g, won, out=dpad[..., rows, cols])
             else:
-                dpad[..., rows, cols] += g * wins
+                dpad[..., rows, cols] += g * won
         return dpad[..., pads[0]:pads[0] + h, pads[2]:pads[2] + w]
 
 
-def _needs_exact_winners(xp, out):
-    """Whether backward must find the winners by PyTorch's NaN rule (`_winning_taps`) instead of the faster
-    first-equal-tap pass, which gives a NaN window no winner. On cpu: only when the output holds a NaN (one
-    cheap read). On cuda always: reading `isnan(out).any()` would be a device-to-host copy that waits for the
-    GPU (a sync in every training step), and the exact pass gives the same result without NaNs."""
+def _may_hold_nan(xp, out):
+    """Whether the NaN rule of `_winners` is needed. On cpu: only when the output holds a NaN (one cheap
+    read). Otherwise always: on cuda the read would be a device-to-host copy that waits for the GPU (a sync
+    in every training step), and while a step is recorded by tl.capture (`out` is not a plain ndarray) a
+    read would freeze this decision into the replayed program. The rule gives the same winners without NaNs."""
     return type(out) is not np.ndarray or bool(xp.isnan(out).any())
 
 
+def _winners(xp, xpad, out, taps, nan_rule):
+    """One boolean mask per tap: where that tap wins its window by PyTorch's rule (scan the taps in order,
+    replace the max when a value is greater or NaN): the first tap equal to the max, or, in a window that
+    holds NaN, its last NaN tap. Exactly one tap wins each window. Without `nan_rule` a NaN window has no
+    winner (its max is NaN, which equals nothing): pass False only when `out` holds no NaN."""
+    wins, taken = [], None
+    for i, j, rows, cols in taps:                       # first tap equal to the max
+        w = xpad[..., rows, cols] == out
+        if taken is None:
+            taken = w.copy(order="K")                   # (keep the layout: mixed layouts are slow)
+        else:
+            w &= ~taken                                  # an earlier tap already holds this window's max
+            taken |= w
+        wins.append(w)
+    if nan_rule:
+        later = None
+        for k in reversed(range(len(taps))):             # last NaN tap: scan backwards, keep the first seen
+            v = xpad[..., taps[k][2], taps[k][3]]
+            nan = v != v
+            if later is None:
+                later = nan.copy(order="K")
+            else:
+                nan &= ~later
+                later |= nan
+            wins[k] |= nan
+    return wins
+
+
 def _winning_taps(xp, xpad, out, taps):
-    """The tap index of each window's max by PyTorch's rule (replace when val > max or val is NaN): the
-    first tap equal to the max, or the last NaN tap of a window that holds NaN."""
+    """The tap index of each window's winner (`_winners` with the NaN rule), as an int64 array."""
     arg = xp.zeros(out.shape, np.int64)
-    for k in reversed(range(len(taps))):                 # the first equal tap is written last
-        arg[xpad[..., taps[k][2], taps[k][3]] == out] = k
-    for k, (i, j, rows, cols) in enumerate(taps):         # NaN: the last NaN tap wins
-        win = xpad[..., rows, cols]
-        arg[win != win] = k
+    for k, w in enumerate(_winners(xp, xpad, out, taps, nan_rule=True)):
+        if k:
+            arg += w * k
     return arg
 
 
