@@ -17,9 +17,6 @@ import numpy as np
 import tinylazy as tl
 from tinylazy import demo, optim
 from tinylazy.datasets import FashionMNIST
-from tinylazy._malloc import tune_from_env
-
-tune_from_env()              # as the demo does (TINYLAZY_MALLOC_TUNING=0: off)
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 

@@ -112,6 +112,16 @@ def summarize(result):
     return float(np.asarray(result.numpy() if hasattr(result, "numpy") else result, np.float64).sum())
 
 
+def malloc_tuning_state():
+    """tinylazy's host allocator tuning in this process, as the library left it (tinylazy/_malloc.py): the first
+    optimizer turns it on unless TINYLAZY_MALLOC_TUNING=0; older revisions differ (see workloads.py)."""
+    malloc = sys.modules.get("tinylazy._malloc")
+    tuned = getattr(malloc, "_tuned", "unknown")
+    if tuned == "unknown":                         # a revision without tune_once: say what the variable asks
+        return "on" if os.environ.get("TINYLAZY_MALLOC_TUNING", "1") != "0" else "off"
+    return {True: "on (the first optimizer)", False: "off", None: "not applied (no optimizer built)"}[tuned]
+
+
 def process_environment():
     """What this process runs with: versions, BLAS/OpenMP pools and their threads, variables."""
     import numpy as np
@@ -120,8 +130,7 @@ def process_environment():
     tl, torch = sys.modules.get("tinylazy"), sys.modules.get("torch")
     if tl is not None:
         env["tinylazy"] = f"{tl.__version__} ({os.path.dirname(tl.__file__)})"
-        env["tinylazy_malloc_tuning"] = (sys.platform.startswith("linux")
-                                         and os.environ.get("TINYLAZY_MALLOC_TUNING", "1") != "0")
+        env["tinylazy_malloc_tuning"] = malloc_tuning_state()
         env["tinylazy_capture"] = hasattr(tl, "capture")
     if torch is not None:
         env["torch"] = torch.__version__

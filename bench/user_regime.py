@@ -114,7 +114,7 @@ def env_lines(label, env):
     if "torch_threads" in env:
         extra.append(f"torch.get_num_threads() = {env['torch_threads']}, interop {env['torch_interop_threads']}")
     if "tinylazy_malloc_tuning" in env:
-        extra.append(f"malloc tuning {'on' if env['tinylazy_malloc_tuning'] else 'off'}, "
+        extra.append(f"malloc tuning {env['tinylazy_malloc_tuning']}, "
                      f"tl.capture {'present' if env['tinylazy_capture'] else 'absent'}")
     if env.get("differs_between_processes"):
         extra.append("differs between processes: " + "; ".join(

@@ -28,13 +28,8 @@ try:
     from tinylazy import nn, optim
 except ImportError:          # blocked on purpose in user_regime.py's NumPy and PyTorch processes
     tl = F = nn = optim = None
-else:                        # the host allocator tuning, as the demo turns it on (TINYLAZY_MALLOC_TUNING=0: off)
-    try:
-        from tinylazy._malloc import tune_from_env
-    except ImportError:      # a revision from before the tuning became explicit tunes on import
-        tune_from_env = None
-    if tune_from_env is not None:
-        tune_from_env()
+# No allocator setting here: each revision runs as a user's script gets it (since session 8 the first optimizer
+# turns tinylazy's host allocator tuning on; TINYLAZY_MALLOC_TUNING=0 turns it off, for every revision since).
 
 try:
     import torch

@@ -1,4 +1,5 @@
-"""The host allocator tuning (tinylazy/_malloc.py) is explicit: importing tinylazy leaves glibc alone."""
+"""The host allocator tuning (tinylazy/_malloc.py): importing tinylazy leaves glibc alone; the first optimizer
+turns it on, unless TINYLAZY_MALLOC_TUNING=0."""
 import os
 import subprocess
 import sys
@@ -10,10 +11,15 @@ import tinylazy._malloc as malloc
 CODE = """
 import unittest.mock as m
 with m.patch('ctypes.CDLL') as cdll:
-    import tinylazy, tinylazy._malloc as malloc
+    import tinylazy as tl, tinylazy._malloc as malloc
     on_import = cdll.called
-    malloc.tune_from_env()
-print(on_import, cdll.called)
+    model = tl.nn.Linear(3, 2)
+    after_model = cdll.called
+    tl.optim.SGD(model.parameters(), lr=0.1)
+    after_optimizer = cdll.return_value.mallopt.call_count
+    tl.optim.Adam(model.parameters())
+    after_second = cdll.return_value.mallopt.call_count
+print(on_import, after_model, after_optimizer, after_second)
 """
 
 
@@ -23,8 +29,8 @@ def test_tuning_takes_on_linux_with_glibc():
     assert malloc.tune_host_allocator() is True
 
 
-@pytest.mark.parametrize("env, expected", [("1", "False True"), ("0", "False False")])
-def test_import_never_tunes_and_the_env_switch_turns_tune_from_env_off(env, expected):
+@pytest.mark.parametrize("env, expected", [("1", "False False 2 2"), ("0", "False False 0 0")])
+def test_the_first_optimizer_tunes_once_and_the_env_switch_turns_it_off(env, expected):
     if not sys.platform.startswith("linux"):
         pytest.skip("glibc malloc tuning applies on Linux only")
     out = subprocess.run([sys.executable, "-c", CODE], capture_output=True, text=True, check=True,

@@ -14,7 +14,6 @@ import time
 
 import tinylazy as tl
 from tinylazy import nn, optim
-from tinylazy._malloc import tune_from_env
 from tinylazy.datasets import FashionMNIST
 from tinylazy.utils.data import DataLoader, DistributedSampler
 
@@ -140,7 +139,6 @@ def load_data(full):
 def main(argv=None):
     args = parse_args(argv)
     device = check_device(args.device)                     # every check before any work or output
-    tune_from_env()                                        # keep freed NumPy buffers (TINYLAZY_MALLOC_TUNING=0: off)
     state = load_checkpoint(args.resume, args.model, device) if args.resume else None
     train, test = load_data(args.full)
     tl.manual_seed(args.seed)

@@ -30,7 +30,7 @@ from functools import partial
 
 import numpy as np
 
-from .. import backend
+from .. import _malloc, backend
 from ..autograd import enable_grad
 from ..nn.parameter import is_lazy
 from ..tensor import Tensor
@@ -88,6 +88,7 @@ class Optimizer:
         if isinstance(params, Tensor):
             raise TypeError("optimizer: params should be an iterable of Tensors or dicts, but got a Tensor "
                             "(pass [tensor] or model.parameters())")
+        _malloc.tune_once()      # training starts: keep freed host buffers for reuse (tinylazy/_malloc.py)
         self.defaults = dict(defaults)
         self.state = {}
         self.param_groups = []
