@@ -205,3 +205,29 @@ def test_conv2d_dtype_errors():
         F.conv2d(tl.ones(1, 3, 6, 6, dtype=tl.float64), tl.ones(4, 3, 3, 3))
     with pytest.raises(TypeError, match="conv2d: the input is int64.*floating-point"):
         F.conv2d(tl.ones(1, 3, 6, 6, dtype=tl.int64), tl.ones(4, 3, 3, 3))
+
+
+def test_conv2d_long_skinny_products_go_in_blocks_and_match_torch():
+    """A first conv layer (1 in-channel, 5x5, 6 out) over 9 * 32 * 32 = 9216 > fast.tricks.LONG positions:
+    its three products are computed in blocks (fast.tricks.matmul); values and gradients equal PyTorch's."""
+    from tinylazy.fast import tricks
+    x, w, b = rand((9, 1, 32, 32), seed=1), rand((6, 1, 5, 5), seed=2), rand((6,), seed=3)
+    assert 9 * 32 * 32 > tricks.LONG and 6 * 25 <= tricks.SMALL
+    ts = [tl.tensor(a, requires_grad=True) for a in (x, w, b)]
+    rs = [th.tensor(a, requires_grad=True) for a in (x, w, b)]
+    out, ref = F.conv2d(*ts, padding=2), TF.conv2d(*rs, padding=2)
+    np.testing.assert_allclose(host(out), ref.detach().numpy(), rtol=1e-12, atol=1e-12)
+    g = rand(tuple(ref.shape), seed=4)
+    out.backward(tl.tensor(g))
+    ref.backward(th.from_numpy(g))
+    for t, r in zip(ts, rs):
+        np.testing.assert_allclose(host(t.grad), r.grad.numpy(), rtol=1e-12, atol=1e-11)
+
+
+@pytest.mark.parametrize("m,k,n", [(6, 25, 9000), (6, 9000, 25), (25, 6, 8193), (16, 25, 9000), (3, 4, 5)])
+def test_blocked_matmul_equals_one_call(m, k, n):
+    from tinylazy.fast import tricks
+    rng = np.random.default_rng(0)
+    a, b = rng.standard_normal((m, k)), rng.standard_normal((k, n))
+    np.testing.assert_allclose(tricks.matmul(a, b), a @ b, rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(tricks.matmul(a, b.T.copy().T), a @ b, rtol=1e-12, atol=1e-12)   # strided

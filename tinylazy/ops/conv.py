@@ -7,7 +7,7 @@ How it computes (N batch, C in-channels, O out-channels, G groups, kernel kh x k
    copied into a contiguous (G, C/G*kh*kw, Ho*Wo*N) matrix. Because n is the fastest axis, every run the copy
    reads is Wo*N (or N) elements long -- an NCHW im2col reads runs of only Wo, which for small images is
    several times slower.
-3. out = W (G, O/G, C/G*kh*kw) @ cols: one BLAS call per group, giving (O, Ho, Wo, N). The result is returned as
+3. out = W (G, O/G, C/G*kh*kw) @ cols: one BLAS call per group (`_gemm`), giving (O, Ho, Wo, N). The result is returned as
    the transposed *view* (N, O, Ho, Wo) of that buffer: no copy. NumPy ops downstream do not care about the
    memory order (elementwise ops keep it), and the next conv2d gets its batch-last input for free.
 
@@ -23,7 +23,7 @@ With `activation` (see ops/linear.py) the output is act(conv + b), the epilogue 
 """
 import numpy as np
 
-from .. import cuda
+from .. import cuda, fast
 from ..autograd import Function
 from ..backend import is_meta, xp_of
 from ..errors import ShapeError
@@ -57,6 +57,14 @@ def _taps(kh, kw, ho, wo, stride, dilation, offset=(0, 0)):
         rows = slice(oh + i * dh, oh + i * dh + sh * (ho - 1) + 1, sh)
         for j in range(kw):
             yield i, j, rows, slice(ow + j * dw, ow + j * dw + sw * (wo - 1) + 1, sw)
+
+
+def _gemm(xp, a, b):
+    """a @ b for stacks of matrices (one per group): one BLAS call per group; a single group's product goes
+    through fast.tricks.matmul (blocks along a long size where that was measured faster)."""
+    if a.shape[0] == 1:
+        return fast.tricks.matmul(a[0], b[0])[None]
+    return xp.matmul(a, b)
 
 
 def _as_strided(xp, a, shape, strides):
@@ -93,7 +101,7 @@ class Conv2d(Function):
         view = _as_strided(xp, xpad, (c, kh, kw, ho, wo, n), (s_c, s_h * dh, s_w * dw, s_h * sh, s_w * sw, s_n))
         cols = view.reshape(groups, cg * kh * kw, ho * wo * n)              # the one im2col copy
         w3 = w.reshape(groups, o // groups, cg * kh * kw)
-        out = xp.matmul(w3, cols).reshape(o, ho, wo, n)
+        out = _gemm(xp, w3, cols).reshape(o, ho, wo, n)
         self.act = activation
         if activation is not None:
             out = activation_epilogue(self, out, b, activation, axis=0)
@@ -131,7 +139,7 @@ class Conv2d(Function):
             g4 = cuda.act_bwd(g4, s, self.act, overwrite_grad=own)
         g2 = g4.reshape(groups, o // groups, ho * wo * n)
         gb = g2.sum(axis=2).reshape(o) if need_b else None
-        gw = xp.matmul(g2, self.cols.transpose(0, 2, 1)).reshape(self.w_shape) if need_w else None
+        gw = _gemm(xp, g2, self.cols.transpose(0, 2, 1)).reshape(self.w_shape) if need_w else None
         gx = self._input_grad(xp, g2, n, ho, wo) if need_x else None
         return gx, gw, gb
 
@@ -140,7 +148,7 @@ class Conv2d(Function):
         stride, dilation, (pt, pb, pl, pr), _ = self.geom
         _, c, h, wd = self.x_shape
         _, _, kh, kw = self.w_shape
-        dcols = xp.matmul(self.w3.transpose(0, 2, 1), g2).reshape(c, kh, kw, ho, wo, n)
+        dcols = _gemm(xp, self.w3.transpose(0, 2, 1), g2).reshape(c, kh, kw, ho, wo, n)
         dpad = xp.zeros((c, h + pt + pb, wd + pl + pr, n), g2.dtype)
         for i, j, rows, cols in _taps(kh, kw, ho, wo, stride, dilation):
             dpad[:, rows, cols] += dcols[:, i, j]
