@@ -74,7 +74,12 @@ def float_input(x, op):
 
 # --- checks on operands (PyTorch refuses these) -------------------------------------------------------
 def is_bool(x):
-    return isinstance(x, (bool, np.bool_)) or getattr(x, "dtype", None) == _dt.bool_
+    """A bool tensor or array, or a Python or NumPy bool."""
+    if isinstance(x, Tensor):
+        return x.array.dtype == _dt.bool_
+    if isinstance(x, (int, float, complex, np.number, np.bool_)):     # (a Python bool is an int)
+        return isinstance(x, (bool, np.bool_))
+    return getattr(x, "dtype", None) == _dt.bool_                     # a raw NumPy/CuPy array
 
 
 def no_bools(x, op):
