@@ -113,15 +113,19 @@ class Function:
 
 def _record(ctx, edges, args, outs):
     """Make `ctx` the node of `outs`: its edges, its outputs' shapes, the versions of what forward saved."""
-    if ctx._saves is None:
+    saves = ctx._saves
+    if saves is None:
         _watch_saved(ctx, args, outs)
-    elif ctx._saves:
-        _watch_declared(ctx, ctx._saves, args, outs)
-    ctx._edges, ctx._nout = edges, len(outs)
-    if len(outs) > 1:
+    elif saves:
+        _watch_declared(ctx, saves, args, outs)
+    ctx._edges = edges
+    ctx._nout = len(outs)
+    if len(outs) == 1:
+        outs[0].grad_fn = ctx                 # (its _out_index is 0 already)
+    else:
         ctx._out_meta = [(o.array.shape, o.array.dtype) for o in outs]
-    for k, t in enumerate(outs):
-        t.grad_fn, t._out_index = ctx, k
+        for k, t in enumerate(outs):
+            t.grad_fn, t._out_index = ctx, k
 
 
 def _as_array(out):
