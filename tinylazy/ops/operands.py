@@ -80,8 +80,8 @@ def is_bool(x):
     """A bool tensor or array, or a Python or NumPy bool."""
     if isinstance(x, Tensor):
         return x.array.dtype == _dt.bool_
-    if isinstance(x, (int, float, complex, np.number, np.bool_)):     # (a Python bool is an int)
-        return isinstance(x, (bool, np.bool_))
+    if isinstance(x, (float, int, complex, np.number, np.bool_)):     # a number (a Python bool is an int)
+        return type(x) is bool or type(x) is np.bool_
     return getattr(x, "dtype", None) == _dt.bool_                     # a raw NumPy/CuPy array
 
 
