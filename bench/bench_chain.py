@@ -30,7 +30,7 @@ def tinylazy_step():
     return x.grad
 
 
-def numpy_step():
+def numpy_step(forward_only=False):
     """The same chain, with its backward written by hand (what an engine must at least do)."""
     saved, y = [], X
     for _ in range(4):
@@ -38,6 +38,8 @@ def numpy_step():
         t = np.tanh(a)
         saved.append((y, t))
         y = t * y - np.float32(0.5)
+    if forward_only:
+        return y
     g = ONES
     for y, t in reversed(saved):
         g_t, g_y = g * y, g * t

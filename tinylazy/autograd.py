@@ -66,22 +66,26 @@ class Function:
     def apply(cls, *args, **kwargs):
         """Run forward on the arrays of `args`; wrap the result(s); record the node if grad is needed."""
         Tensor = _tensor.Tensor
-        ctx = cls.__new__(cls)
         raw, edges, on_cpu = list(args), [], True     # raw: the tensors among args replaced by their arrays
         for i, a in enumerate(args):
             if isinstance(a, Tensor):
-                raw[i] = a.array
-                on_cpu = on_cpu and type(a.array) is np.ndarray
+                array = raw[i] = a.array
+                if type(array) is not np.ndarray:
+                    on_cpu = False
                 if a.requires_grad:
                     edges.append((i, a))      # (position, tensor) of each input that requires grad
         if not on_cpu:                        # some array is CuPy or meta: they must all be on one device
             _check_one_device(cls, args)
+        ctx = cls.__new__(cls)
         record = bool(edges) and _state.grad_enabled and cls.differentiable
-        needs = [False] * len(args)
-        for i, _ in edges:
-            needs[i] = record
-        ctx.needs_input_grad = tuple(needs)
-        out = cls.forward(ctx, *raw, **kwargs)
+        if record:
+            needs = [False] * len(args)
+            for i, _ in edges:
+                needs[i] = True
+            ctx.needs_input_grad = tuple(needs)
+        else:
+            ctx.needs_input_grad = (False,) * len(args)
+        out = cls.forward(ctx, *raw, **kwargs) if kwargs else cls.forward(ctx, *raw)
         if type(out) is tuple:
             outs = tuple(Tensor._make(_as_array(o), record) for o in out)
         else:
@@ -109,15 +113,19 @@ class Function:
 
 def _record(ctx, edges, args, outs):
     """Make `ctx` the node of `outs`: its edges, its outputs' shapes, the versions of what forward saved."""
-    if ctx._saves is None:
+    saves = ctx._saves
+    if saves is None:
         _watch_saved(ctx, args, outs)
-    elif ctx._saves:
-        _watch_declared(ctx, ctx._saves, args, outs)
-    ctx._edges, ctx._nout = edges, len(outs)
-    if len(outs) > 1:
+    elif saves:
+        _watch_declared(ctx, saves, args, outs)
+    ctx._edges = edges
+    ctx._nout = len(outs)
+    if len(outs) == 1:
+        outs[0].grad_fn = ctx                 # (its _out_index is 0 already)
+    else:
         ctx._out_meta = [(o.array.shape, o.array.dtype) for o in outs]
-    for k, t in enumerate(outs):
-        t.grad_fn, t._out_index = ctx, k
+        for k, t in enumerate(outs):
+            t.grad_fn, t._out_index = ctx, k
 
 
 def _as_array(out):
@@ -171,7 +179,9 @@ def backward(tensor, gradient=None, retain_graph=False):
             g = in_grads[i] if i < len(in_grads) else None
             if g is None:
                 continue
-            g = _conform(node, i, g, t.array)
+            td = t.array
+            if g.shape != td.shape or g.dtype != td.dtype:
+                g = _conform(node, i, g, td)
             if t.grad_fn is None:
                 _accumulate_leaf(t, rules.leaf_gradient(node, g) if t.grad is None else g, hooked)
             else:
@@ -215,7 +225,10 @@ def _topological_order(root):
                                    "backward with retain_graph=True")
             done.add(node)
             stack.append((node, True))
-            stack.extend((t.grad_fn, False) for _, t in node._edges if t.grad_fn is not None)
+            for _, t in node._edges:          # (a loop: a generator here cost a third of the walk)
+                fn = t.grad_fn
+                if fn is not None:
+                    stack.append((fn, False))
     return order
 
 
@@ -234,22 +247,25 @@ def _call_backward(node, out_grads, rules):
     if node._saved_versions is not None:
         _check_versions(node)
     if node._nout == 1:
-        out_grads = [out_grads]
+        out_grads = (out_grads,)
     else:                                     # an output that received nothing gets zeros
         xp = backend.xp_of(next(g for g in out_grads if g is not None))
         out_grads = [g if g is not None else xp.zeros(*node._out_meta[k]) for k, g in enumerate(out_grads)]
-    for k, t in node._retained or ():
-        if t.grad is None:
-            t.grad = _tensor.Tensor._make(out_grads[k].copy())
-        else:
-            t.grad.array = t.grad.array + out_grads[k]
-    rules.before_backward(node)
+    if node._retained is not None:
+        for k, t in node._retained:
+            if t.grad is None:
+                t.grad = _tensor.Tensor._make(out_grads[k].copy())
+            else:
+                t.grad.array = t.grad.array + out_grads[k]
+    if node.overwrites_grad:                  # the rules say whether it may write over its gradient
+        rules.before_backward(node)
     in_grads = type(node).backward(node, *out_grads)
     return in_grads if type(in_grads) is tuple else (in_grads,)
 
 
 def _conform(node, i, g, td):
-    """Check that gradient `g` has the shape of input `td`, and cast it to its dtype."""
+    """Gradient `g` for input `td`, whose shape or dtype it does not have: raise on a shape that differs,
+    else cast it to td's dtype."""
     if g.shape != td.shape:
         raise RuntimeError(f"{type(node).__name__}.backward returned a gradient of shape {tuple(g.shape)} "
                            f"for input {i} of shape {tuple(td.shape)}")
@@ -278,7 +294,8 @@ class PlainGradients:
         pass
 
     def before_backward(self, node):
-        pass
+        """Called before the backward of a node with `overwrites_grad`, which may then write over its gradient
+        if it sets `node.grad_owned` (the plain rules never let it)."""
 
     def leaf_gradient(self, node, g):
         """The array a leaf with no .grad yet keeps, given gradient `g` from `node`."""

@@ -25,8 +25,7 @@ class ReusedGradients(PlainGradients):
         self.owned = {root} if seed_is_ours else set()
 
     def before_backward(self, node):
-        if node.overwrites_grad:
-            node.grad_owned = node in self.owned
+        node.grad_owned = node in self.owned
 
     def leaf_gradient(self, node, g):
         return g if node.fresh_grads else g.copy()

@@ -42,8 +42,11 @@ class Tensor(ValueMethods, InPlaceMethods, ConversionMethods):
         """Every slot's starting value, in one place (`__init__` and `_make` both end here)."""
         if array is not None:
             self.array = array
-        self.grad, self.requires_grad, self.grad_fn, self._out_index, self._retains_grad = \
-            None, requires_grad, None, 0, False
+        self.grad = None               # (one assignment a line: cheaper than unpacking a tuple, and every
+        self.requires_grad = requires_grad    # op result passes here)
+        self.grad_fn = None
+        self._out_index = 0
+        self._retains_grad = False
         self._vc = [0]                 # the version counter (version_counter.py): views share it
 
     # --- the values as a Tensor, as in PyTorch ----------------------------------------------------

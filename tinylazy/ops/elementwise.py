@@ -20,12 +20,19 @@ def _shape(x):
     return getattr(x, "shape", ())
 
 
+def _grad_shapes(ctx, a, b):
+    """The shapes backward sums the gradients back to: that of each input that needs a gradient (so an
+    array; None for the others)."""
+    na, nb = ctx.needs_input_grad
+    return (a.shape if na else None, b.shape if nb else None)
+
+
 # --- arithmetic ------------------------------------------------------------------------------------
 class Add(Function):
     """z = a + b;  dz/da = dz/db = 1."""
     _saves = ()
     def forward(self, a, b):
-        self.shapes = (_shape(a), _shape(b))
+        self.shapes = _grad_shapes(self, a, b)
         return a + b
 
     def backward(self, g):
@@ -38,7 +45,7 @@ class Sub(Function):
     """z = a - b;  dz/da = 1, dz/db = -1."""
     _saves = ()
     def forward(self, a, b):
-        self.shapes = (_shape(a), _shape(b))
+        self.shapes = _grad_shapes(self, a, b)
         return a - b
 
     def backward(self, g):
@@ -54,7 +61,7 @@ class Mul(Function):
 
     def forward(self, a, b):
         na, nb = self.needs_input_grad
-        self.shapes = (_shape(a), _shape(b))
+        self.shapes = (a.shape if na else None, b.shape if nb else None)
         self.a, self.b = (a if nb else None), (b if na else None)
         return a * b
 

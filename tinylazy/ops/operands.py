@@ -51,10 +51,13 @@ def in_dtype(x, dtype):
 def binary_operands(a, b, op):
     """(a, b) ready for a binary Function: both in their result dtype (PyTorch's type promotion). Tensors
     stay Tensors (arrays become Tensors), Python scalars become NumPy scalars."""
-    if isinstance(a, Tensor) and isinstance(b, Tensor) and a.array.dtype == b.array.dtype:
-        return a, b                                 # the common cases, kept cheap
-    if isinstance(a, Tensor) and a.array.dtype.kind == "f" and type(b) in (float, int):
-        return a, _dt.scalar_as(b, a.array.dtype)
+    if isinstance(a, Tensor):                       # the common cases, kept cheap:
+        dtype = a.array.dtype
+        if type(b) is float or type(b) is int:      # a float tensor and a Python number (no bool)
+            if dtype.kind == "f":
+                return a, _dt.scalar_as(b, dtype)
+        elif isinstance(b, Tensor) and b.array.dtype == dtype:     # two tensors of one dtype
+            return a, b
     a, b, dtype = operands(a, b, op)
     return in_dtype(a, dtype), in_dtype(b, dtype)
 
@@ -74,7 +77,12 @@ def float_input(x, op):
 
 # --- checks on operands (PyTorch refuses these) -------------------------------------------------------
 def is_bool(x):
-    return isinstance(x, (bool, np.bool_)) or getattr(x, "dtype", None) == _dt.bool_
+    """A bool tensor or array, or a Python or NumPy bool."""
+    if isinstance(x, Tensor):
+        return x.array.dtype == _dt.bool_
+    if isinstance(x, (float, int, complex, np.number, np.bool_)):     # a number (a Python bool is an int)
+        return type(x) is bool or type(x) is np.bool_
+    return getattr(x, "dtype", None) == _dt.bool_                     # a raw NumPy/CuPy array
 
 
 def no_bools(x, op):
