@@ -90,6 +90,7 @@ PERMUTES = [lambda t: t.permute(2, 0, 1), lambda t: t.permute((1, 2, 0)), lambda
             lambda t: t[0].t(), lambda t: t.permute(2, 1, 0).contiguous()]
 
 
+@pytest.mark.filterwarnings("ignore:The use of `x.T`")     # PyTorch deprecates .T beyond 2-D; we still match it
 @pytest.mark.parametrize("k", range(len(PERMUTES)))
 def test_permute_family(device, k):
     check_op(*both(PERMUTES[k]), rand((2, 3, 4), seed=3), device=device)
