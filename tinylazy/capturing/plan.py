@@ -107,13 +107,16 @@ def _candidates(created, protected):
     """The temporaries that may share memory, sorted by address (see the module docstring, step 1)."""
     ranges = {}
     for a in created:
-        if a.size:
+        if a.size and not a.dtype.hasobject:         # object arrays cannot be rebuilt on raw bytes
             lo, hi = _root_bounds(a)
             ranges[lo, hi] = _Temp(lo, hi)
     temps = sorted(ranges.values(), key=lambda t: t.lo)
-    for prev, t in zip(temps, temps[1:]):           # two candidates in one allocation: neither is planned
-        if t.lo < prev.hi:
-            prev.ok = t.ok = False
+    reach = None                                     # the candidate reaching furthest so far
+    for t in temps:                                  # two candidates in one allocation: neither is planned
+        if reach is not None and t.lo < reach.hi:
+            reach.ok = t.ok = False
+        if reach is None or t.hi > reach.hi:
+            reach = t
     starts = [t.lo for t in temps]
     for a in protected:
         if a.size:

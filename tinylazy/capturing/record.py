@@ -14,7 +14,8 @@ appends one entry to the program:
   broadcast_to, as_strided, ...) is not logged at: the view keeps seeing its base's memory.
 
 Every array the step touches stays alive, so each keeps its memory for the life of the program: the replay
-runs the same calls, in the same order, on the same memory. Arrays made by NumPy's creation functions
+runs the same calls, in the same order, on the same memory (the arrays the recorder made are noted in
+`Recorder.created`: the memory plan, plan.py, may then move those temporaries into a shared arena). Arrays made by NumPy's creation functions
 (`np.empty`, `np.zeros`, ...) and plain views taken with `np.asarray`/`as_strided` would escape the
 subclass, so those functions are replaced by recording versions for the duration of the recording
 (creation.py; calls from other threads meanwhile get plain arrays; record one step at a time).
