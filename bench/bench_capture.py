@@ -123,7 +123,8 @@ def recorded(model, batch_size, plan):
 
 def plan_ab(rounds=5, steps=100, warmup=5):
     """The captured step's replay with the memory plan off and on, alternated in one process: per workload,
-    the bytes one replay touches, and the median over rounds of each round's median replay time."""
+    the bytes one replay touches, the median over rounds of each round's median replay time, and the median
+    and range of the same-round ratios on/off."""
     rows = []
     for name, (model, batch_size) in WORKLOADS.items():
         sides = {"off": recorded(model, batch_size, False), "on": recorded(model, batch_size, True)}
@@ -141,19 +142,20 @@ def plan_ab(rounds=5, steps=100, warmup=5):
                 times[mode].append(statistics.median(ts))
         off, on = (statistics.median(times[m]) for m in ("off", "on"))
         mem = {m: sides[m][3].buffer_bytes() for m in sides}
-        spread = {m: (min(v) * 1e6, max(v) * 1e6) for m, v in times.items()}
-        rows.append((name, mem["off"], mem["on"], sides["on"][3].plan, off * 1e6, on * 1e6, on / off, spread))
+        same_round = sorted(a / b for a, b in zip(times["on"], times["off"]))
+        rows.append((name, mem["off"], mem["on"], sides["on"][3].plan, off * 1e6, on * 1e6,
+                     statistics.median(same_round), (same_round[0], same_round[-1])))
     return rows
 
 
 def main_plan(rounds, steps):
     print(f"numpy {np.__version__}, captured step, memory plan off/on, {rounds} rounds x {steps} replays, "
           "alternated; medians of round medians")
-    print(f"{'workload':<10} {'MB off':>7} {'MB on':>6} {'off us':>8} {'on us':>8} {'on/off':>7}  spread (min-max "
-          "of round medians); plan")
-    for name, m_off, m_on, plan, off, on, ratio, spread in plan_ab(rounds, steps):
-        s = ", ".join(f"{m} {lo:.0f}-{hi:.0f}" for m, (lo, hi) in spread.items())
-        print(f"{name:<10} {m_off / 2**20:7.2f} {m_on / 2**20:6.2f} {off:8.0f} {on:8.0f} {ratio:7.3f}  {s}; {plan}")
+    print(f"{'workload':<10} {'MB off':>7} {'MB on':>6} {'off us':>8} {'on us':>8} {'on/off':>7}  range of the "
+          "same-round ratios; plan")
+    for name, m_off, m_on, plan, off, on, ratio, (lo, hi) in plan_ab(rounds, steps):
+        print(f"{name:<10} {m_off / 2**20:7.2f} {m_on / 2**20:6.2f} {off:8.0f} {on:8.0f} {ratio:7.3f}  "
+              f"{lo:.3f}-{hi:.3f}; {plan}")
 
 
 if __name__ == "__main__":
