@@ -3,6 +3,7 @@ captured (`tl.capture`: recorded once, replayed), on a batch passed as arguments
 
     python -m pytest bench/bench_capture.py --benchmark-only      # pytest-benchmark, one group per workload
     python bench/bench_capture.py [rounds] [steps]                 # alternated A/B in one process: medians, ratio
+    python bench/bench_capture.py --plan [rounds] [steps]          # captured: memory plan on vs off (plan.py)
 
 Before timing, each benchmark checks what it times: a few steps of the captured step leave the parameters
 bit for bit where the eager step leaves them. Timings from a loaded machine are not results: repeat on a
@@ -102,10 +103,69 @@ def ab(rounds=5, steps=100, warmup=5):
     return rows
 
 
+def recorded(model, batch_size, plan):
+    """(step, x, y, program): the captured step, recorded with its memory plan on or off
+    (TINYLAZY_CAPTURE_PLAN, read when the step is recorded)."""
+    step, x, y, _ = make_step(model, batch_size, True)
+    old = os.environ.get("TINYLAZY_CAPTURE_PLAN")
+    os.environ["TINYLAZY_CAPTURE_PLAN"] = "1" if plan else "0"
+    try:
+        for _ in range(2):                  # eager first call, recording
+            step(x, y)
+    finally:
+        if old is None:
+            del os.environ["TINYLAZY_CAPTURE_PLAN"]
+        else:
+            os.environ["TINYLAZY_CAPTURE_PLAN"] = old
+    program, = step.programs.values()
+    return step, x, y, program
+
+
+def plan_ab(rounds=5, steps=100, warmup=5):
+    """The captured step's replay with the memory plan off and on, alternated in one process: per workload,
+    the bytes one replay touches, the median over rounds of each round's median replay time, and the median
+    and range of the same-round ratios on/off."""
+    rows = []
+    for name, (model, batch_size) in WORKLOADS.items():
+        sides = {"off": recorded(model, batch_size, False), "on": recorded(model, batch_size, True)}
+        times = {"off": [], "on": []}
+        for r in range(rounds):
+            for mode in (("off", "on") if r % 2 == 0 else ("on", "off")):
+                step, x, y, _ = sides[mode]
+                for _ in range(warmup):
+                    step(x, y)
+                ts = []
+                for _ in range(steps):
+                    t0 = time.perf_counter()
+                    step(x, y)
+                    ts.append(time.perf_counter() - t0)
+                times[mode].append(statistics.median(ts))
+        off, on = (statistics.median(times[m]) for m in ("off", "on"))
+        mem = {m: sides[m][3].buffer_bytes() for m in sides}
+        same_round = sorted(a / b for a, b in zip(times["on"], times["off"]))
+        rows.append((name, mem["off"], mem["on"], sides["on"][3].plan, off * 1e6, on * 1e6,
+                     statistics.median(same_round), (same_round[0], same_round[-1])))
+    return rows
+
+
+def main_plan(rounds, steps):
+    print(f"numpy {np.__version__}, captured step, memory plan off/on, {rounds} rounds x {steps} replays, "
+          "alternated; medians of round medians")
+    print(f"{'workload':<10} {'MB off':>7} {'MB on':>6} {'off us':>8} {'on us':>8} {'on/off':>7}  range of the "
+          "same-round ratios; plan")
+    for name, m_off, m_on, plan, off, on, ratio, (lo, hi) in plan_ab(rounds, steps):
+        print(f"{name:<10} {m_off / 2**20:7.2f} {m_on / 2**20:6.2f} {off:8.0f} {on:8.0f} {ratio:7.3f}  "
+              f"{lo:.3f}-{hi:.3f}; {plan}")
+
+
 if __name__ == "__main__":
     warnings.simplefilter("ignore", CaptureWarning)
-    rounds = int(sys.argv[1]) if len(sys.argv) > 1 else 5
-    steps = int(sys.argv[2]) if len(sys.argv) > 2 else 100
+    argv = [a for a in sys.argv[1:] if a != "--plan"]
+    rounds = int(argv[0]) if len(argv) > 0 else 5
+    steps = int(argv[1]) if len(argv) > 1 else 100
+    if "--plan" in sys.argv:
+        main_plan(rounds, steps)
+        sys.exit()
     for model, batch_size in WORKLOADS.values():
         check_equal(model, batch_size)
     print(f"numpy {np.__version__}, {rounds} rounds x {steps} steps, alternated; medians of round medians")

@@ -1,4 +1,5 @@
 """tl.capture: a recorded training step equals the eager step bit for bit, and replays without the engine."""
+import functools
 import warnings
 
 import numpy as np
@@ -8,6 +9,7 @@ import tinylazy as tl
 import tinylazy.nn.functional as F
 from tinylazy import autograd, nn, optim
 from tinylazy.capturing import CaptureWarning, hooks
+from tinylazy.capturing import plan as memory_plan
 from tinylazy.capturing.program import Program
 
 STEPS = 20
@@ -77,12 +79,17 @@ CASES = [dict(opt_kind="sgd"), dict(opt_kind="momentum"), dict(opt_kind="adam"),
          dict(model_kind="lenet", opt_kind="momentum"), dict(model_kind="lenet", opt_kind="adam", bn=True, dropout=True)]
 
 
+@pytest.mark.parametrize("plan", ("plan", "no-plan"))
 @pytest.mark.parametrize("case", CASES, ids=lambda c: "-".join(str(v) for v in c.values()))
-def test_captured_step_equals_eager_bit_for_bit(case):
+def test_captured_step_equals_eager_bit_for_bit(case, plan, monkeypatch):
+    if plan == "no-plan":
+        monkeypatch.setenv("TINYLAZY_CAPTURE_PLAN", "0")
     batches = _batches(case.get("model_kind", "mlp"))
     m_eager, o_eager, _, l_eager = _train(False, batches, **case)
     m_cap, o_cap, step, l_cap = _train(True, batches, **case)
     assert [type(p) for p in step.programs.values()] == [Program]      # recorded once, replayed 18 times
+    program, = step.programs.values()
+    assert (program.plan is not None) == (plan == "plan")              # the planned program passed its check
     assert l_cap == l_eager
     want, got = _state(m_eager, o_eager), _state(m_cap, o_cap)
     assert want.keys() == got.keys()
@@ -269,3 +276,137 @@ def test_cuda_graph_recorder_refuses_per_step_host_values():
         assert _check_targets("cross_entropy", bad, 5, -100) is False  # no host sync inside a graph capture
     finally:
         hooks.recorder = None
+
+
+# --- the memory plan (capturing/plan.py) --------------------------------------------------------------
+def _program(step):
+    program, = step.programs.values()
+    assert type(program) is Program
+    return program
+
+
+def _state_arrays(model, opt):
+    arrays = [p.array for p in model.parameters()] + [p.grad.array for p in model.parameters()]
+    arrays += [b.array for b in model.buffers()]
+    for st in opt.state.values():
+        arrays += [v.array if isinstance(v, tl.Tensor) else v for v in st.values() if isinstance(v, (tl.Tensor, np.ndarray))]
+    return arrays
+
+
+@pytest.mark.parametrize("model_kind", ("mlp", "lenet"))
+def test_memory_plan_shrinks_the_program(model_kind, monkeypatch):
+    batches = _batches(model_kind, n=3, batch=32)
+    monkeypatch.setenv("TINYLAZY_CAPTURE_PLAN", "0")
+    unplanned = _program(_train(True, batches, model_kind=model_kind, opt_kind="momentum")[2])
+    monkeypatch.delenv("TINYLAZY_CAPTURE_PLAN")
+    planned = _program(_train(True, batches, model_kind=model_kind, opt_kind="momentum")[2])
+    assert unplanned.plan is None and planned.plan is not None
+    assert planned.plan.arena_bytes < 0.8 * planned.plan.before_bytes
+    saved = planned.plan.before_bytes - planned.plan.arena_bytes
+    slack = 64 * planned.plan.temporaries             # slots start at multiples of 64 bytes
+    assert abs(unplanned.buffer_bytes() - planned.buffer_bytes() - saved) <= slack
+    assert len(planned.ops) == len(unplanned.ops)
+
+
+def test_memory_plan_shares_memory_and_rebuilds_views():
+    """Direct: c lives after a, so it takes a's memory; views (a reversed slice) are rebuilt on the arena."""
+    x, out = np.arange(100.0), np.empty(100)
+    a, b, c = np.empty(100), np.empty(100), np.empty(100)
+    ops = [functools.partial(np.multiply, x, 2.0, out=a), functools.partial(np.add, a, 1.0, out=b),
+           functools.partial(np.negative, b[::-1], out=(c,)), functools.partial(np.copyto, out[:50], c[:50])]
+    new_ops, arena, plan = memory_plan.plan(ops, [a, b, c], protected=[x, out])
+    assert (plan.temporaries, plan.before_bytes, plan.arena_bytes) == (3, 2400, 2 * 832)
+    assert arena.ctypes.data % 64 == 0
+    assert not any(np.shares_memory(arg, arena) for arg in (x, out))
+    reversed_b = new_ops[2].args[0]
+    assert reversed_b.strides == (-8,) and np.shares_memory(reversed_b, arena)
+    assert np.shares_memory(new_ops[0].keywords["out"], new_ops[2].keywords["out"][0])     # a's slot, then c's
+    for op in new_ops:
+        op()
+    assert np.array_equal(out[:50], -(2 * x[::-1] + 1)[:50])
+    assert memory_plan.bounds(reversed_b) == (arena.ctypes.data + 832, arena.ctypes.data + 832 + 800)
+
+
+def test_views_into_shared_buffers_stay_correct():
+    def run(captured):
+        tl.manual_seed(0)
+        w = nn.Parameter(tl.randn(6, 4))
+        opt = optim.SGD([w], lr=0.01, momentum=0.9)
+
+        def f(x):
+            opt.zero_grad()
+            h = x @ w                                       # temporaries, seen through views below
+            t = (h.T * 2).reshape(2, 16)
+            b = t[:, ::2] * t[:, 1::2]
+            r = h[::-1][1:] * 3                             # a view with a negative stride
+            loss = b.sum() + r.sum() + (x.reshape(4, 12)[1:3] * h.reshape(4, 8).sum()).sum()
+            loss.backward()
+            opt.step()
+            return loss
+        g = tl.capture(f) if captured else f
+        rs = np.random.default_rng(3)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", CaptureWarning)
+            losses = [g(tl.tensor(rs.standard_normal((8, 6)).astype(np.float32))).item() for _ in range(6)]
+        return losses, w.array.copy(), g
+    l_eager, w_eager, _ = run(False)
+    l_cap, w_cap, step = run(True)
+    assert l_cap == l_eager and w_cap.tobytes() == w_eager.tobytes()
+    program = _program(step)
+    assert program.plan is not None and program.plan.arena_bytes < program.plan.before_bytes
+    views = [a for op in program.ops for a in memory_plan.arrays_in(op)
+             if np.shares_memory(a, program.buffers) and not a.flags.c_contiguous]
+    assert views                                          # strided views of shared buffers were bound
+
+
+def test_state_and_outputs_never_share_the_plans_memory():
+    batches = _batches("mlp", n=5)
+
+    def run(captured):
+        model, opt, _ = _setup(opt_kind="adam", bn=True)
+
+        def two(x, y):
+            logits = model(x)
+            loss = F.cross_entropy(logits, y)
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+            return loss, logits                 # a temporary of the step, returned: an output
+        f = tl.capture(two) if captured else two
+        got = []
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", CaptureWarning)
+            for x, y in batches:
+                loss, logits = f(x, y)
+                got.append((loss.item(), logits.array.tobytes()))
+        return got, f, model, opt
+    eager = run(False)[0]
+    got, step, model, opt = run(True)
+    assert got == eager
+    program = _program(step)
+    assert program.plan is not None
+    for a in _state_arrays(model, opt) + [t.array for t in program.outputs] + [b for _, b in program.inputs]:
+        assert not np.shares_memory(a, program.buffers)
+
+
+@pytest.mark.parametrize("breakage", ("wrong-numbers", "raises"))
+def test_a_plan_that_fails_its_check_falls_back_to_the_unplanned_program(breakage, monkeypatch):
+    real, planned = memory_plan.plan, []
+
+    def broken_plan(ops, created, protected):           # the plan loses its first op (x @ W into a temporary)
+        ops, arena, plan = real(ops, created, protected)
+        planned.append(plan)
+
+        def fail():
+            raise IndexError("forced")
+        return [(lambda: None) if breakage == "wrong-numbers" else fail] + ops[1:], arena, plan
+    monkeypatch.setattr(memory_plan, "plan", broken_plan)
+    batches = _batches("mlp", n=6)
+    m_eager, o_eager, _, l_eager = _train(False, batches, opt_kind="adam", dropout=True)
+    m_cap, o_cap, step, l_cap = _train(True, batches, opt_kind="adam", dropout=True)
+    assert len(planned) == 1                 # a plan was made (and broken) once
+    program = _program(step)                 # a program was kept: the step does not run eagerly
+    assert program.plan is None              # the unplanned one, checked in its turn
+    assert l_cap == l_eager
+    want, got = _state(m_eager, o_eager), _state(m_cap, o_cap)
+    assert all(want[k].tobytes() == got[k].tobytes() for k in want)

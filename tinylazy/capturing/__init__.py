@@ -35,7 +35,17 @@ the eager step would). Before a program is kept, it is run once from the state t
 from and must reproduce that step bit for bit (program.py); if it does not, or if the step draws from a
 stateful generator (tl.randn inside the step) or replaces a state array it reads, the signature runs
 eagerly with a `CaptureWarning` saying why. Recording therefore costs two steps and a copy of the state
-the step reaches; the program keeps every temporary of the step (no buffer is shared between two of them).
+the step reaches.
+
+Memory (plan.py). As logged, every temporary of the step has its own buffer, so a replay would touch far
+more memory than the eager step, whose allocator hands a freed temporary's memory to the next one. Before
+the check above, the temporaries (only arrays the recorder itself created; never the state, the input
+buffers, the outputs, or anything sharing memory with them) are laid out in one arena where two of them
+share memory when the last op touching one (views included) comes before the first op touching the
+other, and the ops are rebound to it. The planned program is the one checked; should it fail (something
+the plan cannot see, such as an array reached only through an opaque callable), the program as logged is
+checked and kept instead. `TINYLAZY_CAPTURE_PLAN=0` (read when a step is recorded) skips the plan;
+`program.plan` says what it did and `program.buffer_bytes()` counts the memory one replay touches.
 
 What is frozen at record time (documented limits):
 - Python control flow that depends on values: a value read into Python while recording (``float(a)``,

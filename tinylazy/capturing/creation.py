@@ -13,20 +13,20 @@ from .record import _ORIG, _ORIG_AS_STRIDED, _STRIDE, Rec, _recording, _unwrap
 # --- NumPy's creation functions while recording ------------------------------------------------------------
 def _empty(*args, **kwargs):
     rec, out = _recording(), _ORIG["empty"](*args, **kwargs)
-    return out if rec is None else rec.created(out)
+    return out if rec is None else rec.made(out)
 
 
 def _filled(name, value):
     def make(shape, dtype=float, *args, **kwargs):
         rec, out = _recording(), _ORIG[name](shape, dtype, *args, **kwargs)
-        return out if rec is None else rec.created(out, value)
+        return out if rec is None else rec.made(out, value)
     return make
 
 
 def _full(shape, fill_value, *args, **kwargs):
     rec = _recording()
     out = _ORIG["full"](shape, _unwrap(fill_value), *args, **kwargs)
-    return out if rec is None else rec.created(out, _unwrap(fill_value))
+    return out if rec is None else rec.made(out, _unwrap(fill_value))
 
 
 def _like(name, value):
@@ -36,7 +36,7 @@ def _like(name, value):
         rec, out = _recording(), _ORIG[name](prototype, *args, **kwargs)
         if rec is None:
             return out
-        return rec.created(out, None if value is None else (args[0] if value == "arg" else value))
+        return rec.made(out, None if value is None else (args[0] if value == "arg" else value))
     return make
 
 

@@ -6,12 +6,19 @@ if that run leaves every array of the state (and each output) bit for bit as the
 Otherwise (an operation escaped the recorder, the step rebinds state instead of updating it, it draws from a
 stateful generator) `record` raises `NotCapturable` with the reason, and the state is as the eager step left
 it, so the caller can go on eagerly.
+
+Before that check, the temporaries of the program are laid out to share memory where their lifetimes allow
+(plan.py); the planned program is the one checked, and if it fails the check, the program as recorded
+(every temporary in its own buffer) is checked and kept instead.
 """
+import copy
+
 import numpy as np
 
 from .. import backend
 from ..tensor import Tensor
 from .. import _capture_hooks as hooks
+from . import plan as memory_plan
 from .creation import install, uninstall
 from .record import Rec, Recorder
 from .state import Swap
@@ -33,6 +40,21 @@ class Program:
         self.buffers = rec.keep                       # keeps every array of the program alive
         self.outputs = tuple(_detached(o) for o in outputs)
         self.single = single
+        self.plan = None                              # plan.MemoryPlan when the temporaries share memory
+
+    def buffer_bytes(self):
+        """The bytes of memory one replay touches (state, inputs, outputs and temporaries)."""
+        return memory_plan.buffer_bytes(self.ops)
+
+    def planned(self, protected, created):
+        """This program with its temporaries sharing memory (plan.py), or None when nothing can be shared."""
+        result = memory_plan.plan(self.ops, created, protected)
+        if result is None:
+            return None
+        other = copy.copy(self)
+        other.ops, arena, other.plan = result
+        other.buffers = arena                 # the ops hold every other array they use
+        return other
 
     def run(self):
         for g in self.scalar_groups:
@@ -87,7 +109,7 @@ def record(fn, args):
     reason = _unreplayable(rec, rng, rng_after)
     program = Program(rec, inputs, outputs, single)
     if reason is None:
-        reason = _verify(program, rec, before, after + list(outputs), rng)
+        program, reason = _checked(program, rec, before, after + list(outputs), rng, swap.before)
     if reason is not None:
         error = NotCapturable(reason)
         error.result = program.outputs[0] if single else program.outputs     # the (eager) step's result
@@ -137,6 +159,18 @@ def _unreplayable(rec, rng, rng_after):
     return None
 
 
+def _checked(program, rec, before, after, rng, state_before):
+    """(the program to keep, None) or (program, the reason it cannot be kept): the planned program if it
+    reproduces the eager step, else the program as recorded if that does."""
+    planned = None
+    if memory_plan.enabled():
+        inputs = [buf for _, buf in program.inputs]
+        planned = program.planned(list(state_before) + after + inputs, rec.created)
+    if planned is not None and _verify(planned, rec, before, after, rng) is None:
+        return planned, None
+    return program, _verify(program, rec, before, after, rng)
+
+
 def _verify(program, rec, before, after, rng):
     """Rerun the program from the state before the step; None when it reproduces the eager step bit for bit,
     else the reason (and the state is then put back to the eager step's result)."""
@@ -153,17 +187,20 @@ def _verify(program, rec, before, after, rng):
             st["step"] = step
     backend.RNG._counters.clear()
     backend.RNG._counters.update(rng[1])
-    program.run()
-    for a, w in want:
-        if a.tobytes() != w.tobytes():
-            _restore(want)
-            for st, step in counters_after:
-                st["step"] = step
-            backend.RNG._counters.clear()
-            backend.RNG._counters.update(rng_counters_after)
-            return ("replaying the recorded program did not reproduce the eager step bit for bit (some "
-                    "operation escaped the recorder)")
-    return None
+    try:
+        program.run()
+        failed = None
+    except Exception as e:                  # e.g. an index read from memory the plan gave to another array
+        failed = f" and raised {type(e).__name__}: {e}"
+    if failed is None and all(a.tobytes() == w.tobytes() for a, w in want):
+        return None
+    _restore(want)
+    for st, step in counters_after:
+        st["step"] = step
+    backend.RNG._counters.clear()
+    backend.RNG._counters.update(rng_counters_after)
+    return ("replaying the recorded program did not reproduce the eager step bit for bit (some operation "
+            f"escaped the recorder){failed or ''}")
 
 
 def _rebound(before, after, rec):

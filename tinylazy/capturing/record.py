@@ -14,7 +14,8 @@ appends one entry to the program:
   broadcast_to, as_strided, ...) is not logged at: the view keeps seeing its base's memory.
 
 Every array the step touches stays alive, so each keeps its memory for the life of the program: the replay
-runs the same calls, in the same order, on the same memory. Arrays made by NumPy's creation functions
+runs the same calls, in the same order, on the same memory (the arrays the recorder made are noted in
+`Recorder.created`: the memory plan, plan.py, may then move those temporaries into a shared arena). Arrays made by NumPy's creation functions
 (`np.empty`, `np.zeros`, ...) and plain views taken with `np.asarray`/`as_strided` would escape the
 subclass, so those functions are replaced by recording versions for the duration of the recording
 (creation.py; calls from other threads meanwhile get plain arrays; record one step at a time).
@@ -137,6 +138,7 @@ class Recorder:
         self.fresh_fns = []          # hooks.fresh calls (random draws)
         self.reads = []              # "file:line" of each value read into Python
         self.keep = []               # every array the program uses (keeps their memory)
+        self.created = []            # the arrays made by the recorder (temporaries the memory plan may share)
         self.active = False
         self.thread = threading.get_ident()      # NumPy calls of other threads are not the step's
 
@@ -171,6 +173,7 @@ class Recorder:
             bufs = tuple(_as_buffer(r) for r in result)
         else:
             bufs = (_as_buffer(result),)
+        self.created.extend(b for b in bufs if b is not None)
         self.log(fn, args, dict(kw, out=bufs))
         return _wrap(bufs if type(result) is tuple else bufs[0])
 
@@ -195,6 +198,7 @@ class Recorder:
             return result                       # not an array (a shape, a dtype, ...)
         if type(result) is np.ndarray and _is_view_of(result, [args, list(kw.values())]):
             return result.view(Rec)
+        self.created.append(buf)
         if copy_only:
             self.log(np.copyto, (buf, np.array(result)), {})     # a part of a tuple result: frozen value
             self.note_read(f"np.{func.__name__} (tuple result)")
@@ -228,6 +232,7 @@ class Recorder:
             return result
         if type(result) is np.ndarray and _is_view_of(result, [me, a]):
             return result.view(Rec)
+        self.created.append(buf)
         if name in _METHOD_OUT and "out" not in kw:
             self.log(base, (me,) + a, dict(kw, out=buf))
         elif name in ("copy", "astype"):
@@ -239,7 +244,8 @@ class Recorder:
         return buf.view(Rec)
 
     # --- creation functions, while recording -----------------------------------------------------------
-    def created(self, array, fill=None):
+    def made(self, array, fill=None):
+        self.created.append(array)
         if fill is not None:
             self.log(np.copyto, (array, fill), {"casting": "unsafe"})
         return array.view(Rec)
@@ -261,6 +267,7 @@ class Recorder:
         with paused():
             buf = np.array(fn(*args))
         self.fresh_fns.append(fn)
+        self.created.append(buf)
         self.log(_copy_into, (buf, fn, args, {}), {})
         return buf.view(Rec)
 
