@@ -11,8 +11,8 @@ kernels/*.cu (through fast/kernels.py) when `usable(...)` says the kernels can t
 "0"), and otherwise runs the reference, which is also the kernel's test oracle (tests/test_kernels.py).
 Both branches return new arrays of the input's dtype (the optimizer steps update in place).
 
-fast/tricks.py holds the measured CPU tricks (ReLU's bit-mask gradient, skinny products in blocks). This package never imports an
-op (the op passes its formula in), and importing it never imports CuPy.
+fast/tricks.py holds the measured CPU tricks (ReLU's bit-mask gradient, skinny products in blocks). This
+package never imports an op (the op passes its formula in), and importing it never imports CuPy.
 """
 import math
 import os
