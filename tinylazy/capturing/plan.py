@@ -30,6 +30,8 @@ import os
 
 import numpy as np
 
+from .record import arrays_in
+
 ALIGN = 64
 
 
@@ -58,21 +60,6 @@ def bounds(a):
         else:
             hi += (n - 1) * s
     return lo, hi + a.itemsize
-
-
-def arrays_in(x):
-    """The ndarrays in an op's arguments: `x` itself, or inside tuples, lists, dict values and partials."""
-    if isinstance(x, np.ndarray):
-        yield x
-    elif type(x) is tuple or type(x) is list:
-        for v in x:
-            yield from arrays_in(v)
-    elif type(x) is dict:
-        for v in x.values():
-            yield from arrays_in(v)
-    elif type(x) is functools.partial:
-        yield from arrays_in(x.args)
-        yield from arrays_in(x.keywords)
 
 
 def buffer_bytes(ops):
@@ -134,14 +121,21 @@ def _overlapping(temps, starts, lo, hi):
         i += 1
 
 
-def _owner(temps, starts, lo, hi):
-    """The candidate whose memory contains [lo, hi), else None; a candidate met only in part is spoilt."""
+def _containing(temps, starts, lo, hi):
+    """The candidate whose memory contains [lo, hi), else None."""
     i = bisect.bisect_right(starts, lo) - 1
     if i >= 0 and temps[i].lo <= lo and hi <= temps[i].hi:
         return temps[i]
-    for t in _overlapping(temps, starts, lo, hi):
-        t.ok = False
     return None
+
+
+def _owner(temps, starts, lo, hi):
+    """The candidate whose memory contains [lo, hi), else None; a candidate met only in part is spoilt."""
+    t = _containing(temps, starts, lo, hi)
+    if t is None:
+        for t_part in _overlapping(temps, starts, lo, hi):
+            t_part.ok = False
+    return t
 
 
 def _lifetimes(ops, temps):
@@ -197,18 +191,14 @@ def _rebind(x, temps, starts, arena, memo):
         if new is not None:
             return new
         new = x
-        if x.size:
-            lo, hi = bounds(x)
-            i = bisect.bisect_right(starts, lo) - 1
-            t = temps[i] if i >= 0 else None
-            if t is not None and t.lo <= lo and hi <= t.hi:
-                ptr = x.__array_interface__["data"][0]
-                new = np.ndarray(x.shape, x.dtype, buffer=arena, offset=t.offset + (ptr - t.lo),
-                                 strides=x.strides)
-                if type(x) is not np.ndarray:
-                    new = new.view(type(x))
-                if not x.flags.writeable:
-                    new.flags.writeable = False
+        t = _containing(temps, starts, *bounds(x)) if x.size else None
+        if t is not None:
+            ptr = x.__array_interface__["data"][0]
+            new = np.ndarray(x.shape, x.dtype, buffer=arena, offset=t.offset + (ptr - t.lo), strides=x.strides)
+            if type(x) is not np.ndarray:
+                new = new.view(type(x))
+            if not x.flags.writeable:
+                new.flags.writeable = False
         memo[id(x)] = new
         return new
     if type(x) is tuple or type(x) is list:

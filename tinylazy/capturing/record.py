@@ -90,17 +90,25 @@ def _as_buffer(x):
     return None
 
 
-def _arrays_in(args):
-    for a in args:
-        if isinstance(a, np.ndarray):
-            yield a
-        elif type(a) is tuple or type(a) is list:
-            yield from _arrays_in(a)
+def arrays_in(x):
+    """The ndarrays in a call's arguments: `x` itself, or inside tuples, lists, dict values and partials (a
+    logged op is a partial; plan.py reads the program's arrays with this too)."""
+    if isinstance(x, np.ndarray):
+        yield x
+    elif type(x) is tuple or type(x) is list:
+        for v in x:
+            yield from arrays_in(v)
+    elif type(x) is dict:
+        for v in x.values():
+            yield from arrays_in(v)
+    elif type(x) is functools.partial:
+        yield from arrays_in(x.args)
+        yield from arrays_in(x.keywords)
 
 
 def _is_view_of(result, args):
     """True when `result` shares memory with an input array (a view, or the input itself)."""
-    return any(np.may_share_memory(result, a) for a in _arrays_in(args))
+    return any(np.may_share_memory(result, a) for a in arrays_in(args))
 
 
 def _copy_into(buf, fn, args, kwargs):
@@ -196,7 +204,7 @@ class Recorder:
         buf = _as_buffer(result)
         if buf is None:
             return result                       # not an array (a shape, a dtype, ...)
-        if type(result) is np.ndarray and _is_view_of(result, [args, list(kw.values())]):
+        if type(result) is np.ndarray and _is_view_of(result, [args, kw]):
             return result.view(Rec)
         self.created.append(buf)
         if copy_only:
