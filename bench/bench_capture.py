@@ -89,18 +89,23 @@ def ab(rounds=5, steps=100, warmup=5):
         for r in range(rounds):
             for mode in (("eager", "captured") if r % 2 == 0 else ("captured", "eager")):
                 step, x, y, _ = make_step(model, batch_size, mode == "captured")
-                for _ in range(warmup):
-                    step(x, y)
-                ts = []
-                for _ in range(steps):
-                    t0 = time.perf_counter()
-                    step(x, y)
-                    ts.append(time.perf_counter() - t0)
-                times[mode].append(statistics.median(ts))
+                times[mode].append(median_step(step, x, y, warmup, steps))
         e, c = (statistics.median(times[m]) for m in ("eager", "captured"))
         spread = {m: (min(v) * 1e6, max(v) * 1e6) for m, v in times.items()}
         rows.append((name, e * 1e6, c * 1e6, c / e, spread))
     return rows
+
+
+def median_step(step, x, y, warmup, steps):
+    """The median time of `steps` consecutive calls step(x, y), after `warmup` calls."""
+    for _ in range(warmup):
+        step(x, y)
+    ts = []
+    for _ in range(steps):
+        t0 = time.perf_counter()
+        step(x, y)
+        ts.append(time.perf_counter() - t0)
+    return statistics.median(ts)
 
 
 def recorded(model, batch_size, plan):
@@ -132,14 +137,7 @@ def plan_ab(rounds=5, steps=100, warmup=5):
         for r in range(rounds):
             for mode in (("off", "on") if r % 2 == 0 else ("on", "off")):
                 step, x, y, _ = sides[mode]
-                for _ in range(warmup):
-                    step(x, y)
-                ts = []
-                for _ in range(steps):
-                    t0 = time.perf_counter()
-                    step(x, y)
-                    ts.append(time.perf_counter() - t0)
-                times[mode].append(statistics.median(ts))
+                times[mode].append(median_step(step, x, y, warmup, steps))
         off, on = (statistics.median(times[m]) for m in ("off", "on"))
         mem = {m: sides[m][3].buffer_bytes() for m in sides}
         same_round = sorted(a / b for a, b in zip(times["on"], times["off"]))
