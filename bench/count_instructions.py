@@ -49,8 +49,8 @@ def run_steps(impl, batch, steps, part, cold=False, workload="mlp"):
     import tinylazy.nn.functional as F
     from tinylazy import nn, optim
     try:
-        from tinylazy._malloc import tune_from_env        # explicit since issue 18 (a training script's call)
-        tune_from_env()
+        from tinylazy._malloc import tune_from_env        # needed by revisions from issue 18 to session 7;
+        tune_from_env()                                     # later ones tune at their first optimizer anyway
     except ImportError:                                     # an older tinylazy tunes on import
         pass
     rng = np.random.default_rng(0)

@@ -12,9 +12,8 @@ def inner(model, b, steps):
     import numpy as np
     import tinylazy as tl
     try:
-        from tinylazy import _malloc
-        if os.environ.get("TINYLAZY_MALLOC_TUNING", "1") != "0":
-            _malloc.tune_host_allocator()
+        from tinylazy._malloc import tune_from_env        # as count_instructions.py (older revisions)
+        tune_from_env()
     except ImportError:
         pass
     from tinylazy import nn, optim
